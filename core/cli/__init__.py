@@ -1,0 +1,1 @@
+"""Typer commands of ``core``. The ``amoeba`` entry point (``server.cli``) mounts them."""

@@ -1,0 +1,1 @@
+"""Data preparation: corpus cleaning and splits, tokenizer, token streams, evaluation sets."""

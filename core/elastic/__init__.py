@@ -1,0 +1,1 @@
+"""The elastic model: any shape activated in place on a wrapped HF model."""

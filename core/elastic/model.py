@@ -1,0 +1,160 @@
+"""``ElasticModel``: a wrapped HF Llama-family model on which any ``SubnetSpec`` can be activated in place.
+
+Depth is handled by running only the kept decoder layers (our own loop over the HF layers); width by
+``ElasticLinear`` slices of q/k/v/o (whole KV groups) and gate/up/down (MLP channels). Nothing in
+transformers is patched: the wrapped model's linears are replaced on this instance only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+
+from core.elastic.linear import ElasticLinear
+from core.errors import ConfigError
+from core.model.loader import ModelInfo
+from core.spec import SubnetSpec
+from core.strategy.schema import Strategy
+
+ATTN_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
+TARGETS = ATTN_TARGETS + MLP_TARGETS
+
+
+@dataclass
+class ForwardContext:
+    """Per-batch tensors shared by every layer: rotary embeddings and attention masks."""
+
+    position_embeddings: tuple[torch.Tensor, torch.Tensor]
+    masks: dict[str, torch.Tensor | None]
+
+
+def head_rows(groups: list[int] | tuple[int, ...], info: ModelInfo) -> torch.Tensor:
+    """q_proj rows / o_proj columns of the query heads in the kept KV ``groups`` (order preserved)."""
+    gs, hd = info.group_size, info.head_dim
+    rows = [h * hd + d for g in groups for h in range(g * gs, (g + 1) * gs) for d in range(hd)]
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def kv_rows(groups: list[int] | tuple[int, ...], info: ModelInfo) -> torch.Tensor:
+    """k_proj / v_proj rows of the kept KV ``groups``."""
+    hd = info.head_dim
+    return torch.tensor([g * hd + d for g in groups for d in range(hd)], dtype=torch.long)
+
+
+class ElasticModel(nn.Module):
+    """Wraps a loaded HF model; ``set_shape`` activates a shape, ``forward`` returns logits ``[B, T, V]``."""
+
+    def __init__(self, hf_model: PreTrainedModel, strategy: Strategy | None = None) -> None:
+        super().__init__()
+        self.hf = hf_model
+        self.info = ModelInfo.from_config(hf_model.config)
+        if strategy is not None:
+            strategy.check_model(self.info)
+        self.strategy = strategy
+        for layer in self.decoder_layers:
+            for name in ATTN_TARGETS:
+                lin = getattr(layer.self_attn, name)
+                if not isinstance(lin, ElasticLinear):
+                    setattr(layer.self_attn, name, ElasticLinear(lin))
+            for name in MLP_TARGETS:
+                lin = getattr(layer.mlp, name)
+                if not isinstance(lin, ElasticLinear):
+                    setattr(layer.mlp, name, ElasticLinear(lin))
+        self.spec = SubnetSpec(self.info.num_layers, 1.0, 1.0)
+        self.active_layers: tuple[int, ...] = tuple(range(self.info.num_layers))
+
+    @property
+    def decoder_layers(self) -> nn.ModuleList:
+        return self.hf.model.layers  # type: ignore[no-any-return]
+
+    def elastic_linears(self, layer: int) -> dict[str, ElasticLinear]:
+        """The seven wrapped linears of decoder layer ``layer`` by name."""
+        dl = self.decoder_layers[layer]
+        out = {n: getattr(dl.self_attn, n) for n in ATTN_TARGETS}
+        out.update({n: getattr(dl.mlp, n) for n in MLP_TARGETS})
+        return out
+
+    # ---- shape activation -------------------------------------------------------------------------
+    def set_shape(self, spec: SubnetSpec | str) -> SubnetSpec:
+        """Activate ``spec`` in place (validated against the strategy's space). Returns the parsed spec."""
+        s = SubnetSpec.parse(spec) if isinstance(spec, str) else spec
+        full = SubnetSpec(self.info.num_layers, 1.0, 1.0)
+        if self.strategy is None:
+            if s != full:
+                raise ConfigError(f"shape {s.key} needs a strategy; without one only {full.key} exists")
+            layers: tuple[int, ...] = tuple(range(self.info.num_layers))
+        else:
+            s = self.strategy.space.validate(s)
+            layers = self.strategy.kept_layers(s.num_layers)
+        self.active_layers = layers
+        for i in range(self.info.num_layers):
+            self._set_layer_width(i, s.attn_width, s.ffn_width)
+        self.spec = s
+        return s
+
+    def _set_layer_width(self, layer: int, attn_w: float, ffn_w: float) -> None:
+        lin = self.elastic_linears(layer)
+        st = self.strategy
+        dev = lin["o_proj"].base.weight.device
+        if attn_w == 1.0 or st is None:
+            for n in ATTN_TARGETS:
+                lin[n].restrict()
+        else:
+            groups = st.attn_groups(attn_w, layer)
+            q, kv = head_rows(groups, self.info).to(dev), kv_rows(groups, self.info).to(dev)
+            lin["q_proj"].restrict(out_idx=q)
+            lin["k_proj"].restrict(out_idx=kv)
+            lin["v_proj"].restrict(out_idx=kv)
+            lin["o_proj"].restrict(in_idx=q, extra_bias=_to(st.bias("attn", attn_w, layer), dev))
+        if ffn_w == 1.0 or st is None:
+            for n in MLP_TARGETS:
+                lin[n].restrict()
+        else:
+            ch = torch.tensor(st.ffn_channels(ffn_w, layer), dtype=torch.long, device=dev)
+            lin["gate_proj"].restrict(out_idx=ch)
+            lin["up_proj"].restrict(out_idx=ch)
+            lin["down_proj"].restrict(in_idx=ch, extra_bias=_to(st.bias("ffn", ffn_w, layer), dev))
+
+    # ---- forward pieces (the DP and calibration use these directly) -----------------------------
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings ``[B, T, H]``."""
+        return self.hf.model.embed_tokens(input_ids)  # type: ignore[no-any-return]
+
+    def context(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> ForwardContext:
+        """Rotary embeddings and masks for a batch whose embeddings are ``hidden`` ``[B, T, H]``."""
+        cfg = self.hf.config
+        pos = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+        kwargs = dict(config=cfg, inputs_embeds=hidden, attention_mask=attention_mask, cache=None, position_ids=pos)
+        masks: dict[str, torch.Tensor | None] = {"full_attention": create_causal_mask(**kwargs)}  # type: ignore[arg-type]
+        if getattr(cfg, "sliding_window", None) is not None and self.info.model_type == "mistral":
+            masks["full_attention"] = create_sliding_window_causal_mask(**kwargs)  # type: ignore[arg-type]
+        if "sliding_attention" in (getattr(cfg, "layer_types", None) or []):
+            masks["sliding_attention"] = create_sliding_window_causal_mask(**kwargs)  # type: ignore[arg-type]
+        return ForwardContext(self.hf.model.rotary_emb(hidden, position_ids=pos), masks)
+
+    def run_layers(self, hidden: torch.Tensor, layers: tuple[int, ...] | list[int], ctx: ForwardContext) -> torch.Tensor:
+        """Run the decoder layers ``layers`` (original indices, in order) on ``hidden`` ``[B, T, H]``."""
+        for i in layers:
+            dl = self.decoder_layers[i]
+            mask = ctx.masks.get(getattr(dl, "attention_type", "full_attention"), ctx.masks["full_attention"])
+            hidden = dl(hidden, attention_mask=mask, position_embeddings=ctx.position_embeddings, use_cache=False)
+        return hidden
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final norm and LM head: ``[B, T, H]`` → ``[B, T, V]``."""
+        return self.hf.lm_head(self.hf.model.norm(hidden))  # type: ignore[no-any-return]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``[B, T, V]`` of the active shape."""
+        h = self.embed(input_ids)
+        ctx = self.context(h, attention_mask)
+        return self.logits(self.run_layers(h, self.active_layers, ctx))
+
+
+def _to(t: torch.Tensor | None, dev: torch.device) -> torch.Tensor | None:
+    return None if t is None else t.to(dev)

@@ -1,0 +1,1 @@
+"""Instant subnet export: any shape → a standalone, physically sliced HF model directory."""

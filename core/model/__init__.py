@@ -1,0 +1,1 @@
+"""Loading supported Llama-family base models from local directories."""

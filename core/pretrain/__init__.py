@@ -1,0 +1,1 @@
+"""Pretraining of the small embedded base model (recipe + its pieces)."""

@@ -1,0 +1,1 @@
+"""Latency profiler plugins, profile tables, the latency predictor and the device agent."""

@@ -1,0 +1,1 @@
+"""Amoeba service: FastAPI app, SQL models, services, admin pages."""
