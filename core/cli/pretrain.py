@@ -84,3 +84,8 @@ def pretrain_cmd(
         shutil.rmtree(out)
     tmp.rename(out)
     console.print(f"saved {out} (val loss {result.final_val_loss:.3f}, {result.tokens_seen:,} tokens, {result.wall_s/60:.1f} min)")
+
+
+def register(app: typer.Typer) -> None:
+    """Mount ``amoeba pretrain``."""
+    app.command("pretrain")(pretrain_cmd)
