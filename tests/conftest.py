@@ -10,13 +10,26 @@ import torch
 from core.data.paths import has_shared_data
 
 
-def make_tiny(kind: str = "llama", *, layers: int = 4, hidden: int = 64, heads: int = 4, kv: int = 2, inter: int = 128, vocab: int = 97, tied: bool = False, seed: int = 0):
+def make_tiny(
+    kind: str = "llama", *, layers: int = 4, hidden: int = 64, heads: int = 4, kv: int = 2, inter: int = 128, vocab: int = 97, tied: bool = False, seed: int = 0
+):
     """A tiny randomly initialised model of the given family (weights scaled up so slices matter)."""
     import transformers
 
     cls = {"llama": transformers.LlamaConfig, "mistral": transformers.MistralConfig, "qwen2": transformers.Qwen2Config}[kind]
-    kwargs = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers, num_attention_heads=heads,
-                  num_key_value_heads=kv, max_position_embeddings=128, tie_word_embeddings=tied, bos_token_id=1, eos_token_id=2, pad_token_id=None)
+    kwargs = dict(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        max_position_embeddings=128,
+        tie_word_embeddings=tied,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=None,
+    )
     if kind == "mistral":
         kwargs["sliding_window"] = None
     cfg = cls(**kwargs)

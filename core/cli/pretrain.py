@@ -51,8 +51,18 @@ def pretrain_cmd(
     console.print(f"train tokens: {len(train_tokens):,}  validation tokens: {len(val_tokens):,}")
     if tiny:
         cfg = PretrainConfig(
-            dims=ModelDims(vocab_size=len(tokenizer), hidden_size=64, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=128, max_position_embeddings=128),
-            seq_len=64, batch_size=4, max_steps=max_steps, warmup_steps=2, checkpoint_every=5, eval_every=10, eval_batches=2, threads=threads, max_minutes=max_minutes,
+            dims=ModelDims(
+                vocab_size=len(tokenizer), hidden_size=64, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=128, max_position_embeddings=128
+            ),
+            seq_len=64,
+            batch_size=4,
+            max_steps=max_steps,
+            warmup_steps=2,
+            checkpoint_every=5,
+            eval_every=10,
+            eval_batches=2,
+            threads=threads,
+            max_minutes=max_minutes,
         )
     else:
         cfg = PretrainConfig(dims=ModelDims(vocab_size=len(tokenizer)), max_steps=max_steps, threads=threads, max_minutes=max_minutes)
@@ -65,8 +75,12 @@ def pretrain_cmd(
 
         model, result = pretrain(cfg, train_tokens, val_tokens, run_dir, on_step=on_step)
     summary = {
-        "steps": result.steps, "tokens_seen": result.tokens_seen, "wall_s": round(result.wall_s, 1),
-        "final_val_loss": result.final_val_loss, "finished": result.finished, "config": cfg.to_dict(),
+        "steps": result.steps,
+        "tokens_seen": result.tokens_seen,
+        "wall_s": round(result.wall_s, 1),
+        "final_val_loss": result.final_val_loss,
+        "finished": result.finished,
+        "config": cfg.to_dict(),
         "split": json.loads((corpus_dir / "split.json").read_text()),
         "train_tokens_available": int(len(train_tokens)),
     }
@@ -83,7 +97,7 @@ def pretrain_cmd(
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-    console.print(f"saved {out} (val loss {result.final_val_loss:.3f}, {result.tokens_seen:,} tokens, {result.wall_s/60:.1f} min)")
+    console.print(f"saved {out} (val loss {result.final_val_loss:.3f}, {result.tokens_seen:,} tokens, {result.wall_s / 60:.1f} min)")
 
 
 def register(app: typer.Typer) -> None:

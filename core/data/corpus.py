@@ -42,7 +42,7 @@ def strip_gutenberg(text: str) -> str:
     body = text[start:end].strip("\n")
     m = _PRODUCED_BY.match(body.lstrip("\n"))
     if m and m.end() < 2000:
-        body = body.lstrip("\n")[m.end():]
+        body = body.lstrip("\n")[m.end() :]
     return body.strip() + "\n"
 
 

@@ -45,7 +45,7 @@ class ElasticLinear(nn.Module):
 
     def active_weight(self) -> torch.Tensor:
         """``[out_active, in_active]`` slice of the wrapped weight."""
-        w = self.base.weight
+        w: torch.Tensor = self.base.weight
         if self.out_idx is not None:
             w = w.index_select(0, self.out_idx)
         if self.in_idx is not None:
@@ -54,7 +54,7 @@ class ElasticLinear(nn.Module):
 
     def active_bias(self) -> torch.Tensor | None:
         """Wrapped bias on the active rows plus the compensation bias (``None`` when both are absent)."""
-        b = self.base.bias
+        b: torch.Tensor | None = self.base.bias
         if b is not None and self.out_idx is not None:
             b = b.index_select(0, self.out_idx)
         if self.extra_bias is not None:

@@ -70,7 +70,9 @@ def eval_loss(model: LlamaForCausalLM, tokens: np.ndarray, cfg: PretrainConfig) 
     return float(np.mean(losses))
 
 
-def _save_checkpoint(run_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, cfg: PretrainConfig, tokens_seen: int, wall_s: float) -> None:
+def _save_checkpoint(
+    run_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, cfg: PretrainConfig, tokens_seen: int, wall_s: float
+) -> None:
     tmp = run_dir / "checkpoint.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -89,13 +91,17 @@ def _save_checkpoint(run_dir: Path, model: torch.nn.Module, opt: torch.optim.Opt
         shutil.rmtree(old)
 
 
-def _load_checkpoint(run_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
+def _load_checkpoint(run_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: PretrainConfig) -> dict:
     ck = run_dir / "checkpoint"
     if not ck.is_dir() and (run_dir / "checkpoint.old").is_dir():
         ck = run_dir / "checkpoint.old"  # killed between the two renames
+    meta = json.loads((ck / "state.json").read_text())
+    saved = PretrainConfig.from_dict(meta["config"])
+    if saved.dims != cfg.dims or saved.seed != cfg.seed or saved.seq_len != cfg.seq_len or saved.batch_size != cfg.batch_size:
+        raise ValueError(f"checkpoint in {run_dir} was made with a different model/data config; use a new run dir")
     model.load_state_dict(load_file(str(ck / "model.safetensors")), strict=False)
     opt.load_state_dict(torch.load(ck / "optimizer.pt", weights_only=True))
-    return json.loads((ck / "state.json").read_text())
+    return meta  # type: ignore[no-any-return]
 
 
 def pretrain(
@@ -115,10 +121,7 @@ def pretrain(
     opt = make_optimizer(model, cfg)
     step, tokens_seen, wall_before = 0, 0, 0.0
     if (run_dir / "checkpoint").is_dir() or (run_dir / "checkpoint.old").is_dir():
-        meta = _load_checkpoint(run_dir, model, opt)
-        saved = PretrainConfig.from_dict(meta["config"])
-        if saved.dims != cfg.dims or saved.seed != cfg.seed or saved.seq_len != cfg.seq_len or saved.batch_size != cfg.batch_size:
-            raise ValueError(f"checkpoint in {run_dir} was made with a different model/data config; use a new run dir")
+        meta = _load_checkpoint(run_dir, model, opt, cfg)
         step, tokens_seen, wall_before = meta["step"], meta["tokens_seen"], meta["wall_s"]
     model.train()
     t_start = time.perf_counter()
@@ -144,7 +147,7 @@ def pretrain(
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or out_of_time:
             _save_checkpoint(run_dir, model, opt, step, cfg, tokens_seen, wall_before + elapsed)
         if on_step is not None:
-            on_step(StepInfo(step, cfg.max_steps, float(loss), cfg.lr * mult, cfg.tokens_per_step / (time.perf_counter() - t0), vl))
+            on_step(StepInfo(step, cfg.max_steps, float(loss.detach()), cfg.lr * mult, cfg.tokens_per_step / (time.perf_counter() - t0), vl))
         if out_of_time:
             break
     if math.isnan(val_loss):
