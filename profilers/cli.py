@@ -1,0 +1,157 @@
+"""``amoeba profile``: measure shapes on this device, save the table, upload it; ``profile upload|fit|engines``."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from core.cli.common import cli_errors, console, progress
+from core.errors import ConfigError
+
+ENGINE_HELP = "profiler plugin: torch, onnxruntime, tensorrt_llm, mlc_llm"
+
+
+def _upload(table: Path, url: str, device: str | None, token: str | None, attempts: int, base_delay_s: float) -> None:
+    from profilers.errors import UploadError
+    from profilers.upload import upload_file
+
+    if not device or not token:
+        raise ConfigError("uploading needs --device NAME and --token TOKEN (or AMOEBA_DEVICE_TOKEN)")
+
+    def on_retry(i: int, e: UploadError, delay: float) -> None:
+        console.print(f"[yellow]upload attempt {i} failed ({e}); retrying in {delay:.0f}s[/yellow]", highlight=False)
+
+    try:
+        res = upload_file(table, url, device, token, attempts=attempts, base_delay_s=base_delay_s, on_retry=on_retry)
+    except UploadError as e:
+        hint = f"; the table is kept at {table}: retry with `amoeba profile upload {table} --url {url} --device {device} --token ...`"
+        raise UploadError(f"{e}{hint}", retryable=e.retryable, status=e.status) from None
+    console.print(f"uploaded {table} to {url} as device {device}: {res.status} (HTTP {res.http_status}, "
+                  f"attempt {res.attempts}, sha256 {res.content_sha256[:12]})", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Mount ``amoeba profile`` (and its ``upload``, ``fit``, ``engines`` subcommands) on ``app``."""
+    prof = typer.Typer(help="Measure latency of subnet shapes on this device and upload the profile.", no_args_is_help=False)
+
+    @prof.callback(invoke_without_command=True)
+    @cli_errors
+    def profile(
+        ctx: typer.Context,
+        engine: Optional[str] = typer.Option(None, help=ENGINE_HELP),
+        workload: str = typer.Option("b1-p128-g64", help="workload key b{batch}-p{prompt}-g{gen}[-dtype]"),
+        shapes: str = typer.Option("grid", help="'grid' (the model's shape space) or a file of shape keys"),
+        model: Optional[Path] = typer.Option(None, help="base model dir (random weights per shape) or an exported subnet dir"),
+        out: Optional[Path] = typer.Option(None, help="where to write the profile table (JSON)"),
+        min_layers: int = typer.Option(1, help="grid: smallest depth"),
+        depth_step: int = typer.Option(1, help="grid: keep every n-th depth (L and --min-layers always kept)"),
+        max_shapes: Optional[int] = typer.Option(None, help="thin the shape list evenly to at most this many"),
+        widths: str = typer.Option("1,0.875,0.75,0.625", help="grid: width ladder"),
+        repetitions: int = typer.Option(5, help="timed generations per shape"),
+        warmup: int = typer.Option(1, help="untimed generations per shape"),
+        threads: int = typer.Option(1, help="pinned compute threads"),
+        busy: str = typer.Option("mark", help="when other processes compete for the CPU: 'mark' rows or 'refuse'"),
+        device_kind: str = typer.Option("cpu", "--device-kind", help="cpu or cuda"),
+        upload: Optional[str] = typer.Option(None, help="service base URL to upload the table to"),
+        device: Optional[str] = typer.Option(None, help="device name registered on the service"),
+        token: Optional[str] = typer.Option(None, envvar="AMOEBA_DEVICE_TOKEN", help="device token"),
+        attempts: int = typer.Option(5, help="upload attempts (exponential backoff)"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="list the shapes and estimate the duration; measure nothing"),
+    ) -> None:
+        """Profile shapes with one engine at one workload (and optionally upload the table)."""
+        if ctx.invoked_subcommand is not None:
+            return
+        from core.spec import parse_widths
+        from profilers.agent import dry_run as plan
+        from profilers.agent import require_available, run_profile
+        from profilers.base import MeasureSettings
+        from profilers.registry import get_profiler
+        from profilers.shapes import GridOptions, resolve_shapes
+        from profilers.source import ModelSource
+        from profilers.table import ProfileRow, save_table
+        from profilers.workload import Workload
+
+        missing = [n for n, v in (("--engine", engine), ("--model", model)) if v is None]
+        if not dry_run and out is None:
+            missing.append("--out")
+        if missing:
+            raise ConfigError(f"missing {', '.join(missing)} (see `amoeba profile --help`)")
+        assert engine is not None and model is not None
+        if upload and (not device or not token):
+            raise ConfigError("--upload needs --device NAME and --token TOKEN (or AMOEBA_DEVICE_TOKEN)")
+        wl = Workload.parse(workload)
+        settings = MeasureSettings(warmup=warmup, repetitions=repetitions, threads=threads, busy_policy=busy,  # type: ignore[arg-type]
+                                   device=device_kind)
+        prof_ = get_profiler(engine, settings)
+        require_available(prof_)
+        prof_.check_workload(wl)
+        src = ModelSource.open(model)
+        opts = GridOptions(min_layers=min_layers, widths=parse_widths(widths), depth_step=depth_step, max_shapes=max_shapes)
+        specs = resolve_shapes(shapes, src, opts)
+        if dry_run:
+            console.print(f"{len(specs)} shapes on {engine} at {wl.key}: " + " ".join(s.key for s in specs), highlight=False)
+            d = plan(prof_, src, specs, wl)
+            console.print(f"probe {d.probe_shape.key}: {d.probe_seconds:.1f}s; estimated total {d.estimated_seconds / 60:.1f} min "
+                          f"({warmup} warm-up + {repetitions} timed generations per shape)", highlight=False)
+            return
+        assert out is not None
+        cmd = "amoeba " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != token)
+        with progress() as bar:
+            task = bar.add_task(f"{engine} {wl.key}", total=len(specs), info="")
+
+            def on_row(i: int, r: ProfileRow) -> None:
+                info = f"{r.shape} ttft {r.ttft_ms.median:.1f} ms tpot {r.tpot_ms.median:.2f} ms" + (" BUSY" if r.busy else "")
+                bar.update(task, advance=1, info=info)
+
+            table = run_profile(prof_, src, specs, wl, device_name=device, command=cmd, on_row=on_row)
+        save_table(table, out)
+        n_busy = sum(r.busy for r in table.rows)
+        console.print(f"wrote {out}: {len(table.rows)} shapes ({n_busy} busy), sha256 {table.content_sha256()[:12]}", highlight=False)
+        if upload:
+            _upload(out, upload, device, token, attempts, 1.0)
+
+    @prof.command("upload")
+    @cli_errors
+    def upload_cmd(
+        table: Path = typer.Argument(..., help="profile table JSON written by `amoeba profile`"),
+        url: str = typer.Option(..., help="service base URL"),
+        device: str = typer.Option(..., help="device name registered on the service"),
+        token: str = typer.Option(..., envvar="AMOEBA_DEVICE_TOKEN", help="device token"),
+        attempts: int = typer.Option(5, help="attempts (exponential backoff from 1 s, capped at 30 s)"),
+    ) -> None:
+        """Upload (or retry uploading) a saved profile table."""
+        _upload(table, url, device, token, attempts, 1.0)
+
+    @prof.command("fit")
+    @cli_errors
+    def fit_cmd(
+        table: Path = typer.Argument(..., help="profile table JSON"),
+        out: Path = typer.Option(..., help="predictor state JSON to write"),
+        include_busy: bool = typer.Option(False, help="also fit rows measured on a busy machine"),
+    ) -> None:
+        """Fit the latency predictor on a table and report held-out error per quantity."""
+        from profilers.predictor.model import LatencyPredictor
+        from profilers.table import load_table
+
+        pred = LatencyPredictor.fit(load_table(table), include_busy=include_busy)
+        pred.save(out)
+        for name, t in pred.state.targets.items():
+            h = t.held_out
+            console.print(f"{name}: {t.method} (held-out MAPE {h.mape_pct:.1f}%, {h.within_10pct:.0%} within ±10%, n={h.n}; "
+                          + ", ".join(f"{k} {v.mape_pct:.1f}%" for k, v in t.cv.items()) + ")", highlight=False)
+        console.print(f"wrote {out}", highlight=False)
+
+    @prof.command("engines")
+    def engines_cmd() -> None:
+        """List the registered engines and whether they can run here."""
+        from profilers.registry import names, profiler_class
+
+        for n in names():
+            reason = profiler_class(n).unavailable_reason()
+            typer.echo(f"{n}: " + ("available" if reason is None else f"unavailable: {reason}"))
+
+    app.add_typer(prof, name="profile")

@@ -1,0 +1,1 @@
+"""Profiler plugins; each imports its runtime lazily (see ``profilers.registry``)."""

@@ -1,0 +1,104 @@
+"""PyTorch eager flow (CPU or CUDA): stock HF model per shape, ``DynamicCache`` decode, ``logits_to_keep=1``."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from core.spec import SubnetSpec
+from profilers.base import Profiler
+from profilers.errors import ProfilerUnavailable
+from profilers.source import ModelSource
+from profilers.table import EngineFacts, ProfileRow
+from profilers.timing import RssProbe, time_runner
+from profilers.workload import Workload
+
+_TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+class _TorchRunner:
+    """Greedy generation with the HF cache: prefill keeps only the last logits, decode feeds one token."""
+
+    def __init__(self, model: Any, workload: Workload, device: str, seed: int = 0) -> None:
+        import torch
+
+        self.torch, self.model, self.device = torch, model, device
+        g = torch.Generator().manual_seed(seed)
+        vocab = int(model.config.vocab_size)
+        self.ids = torch.randint(0, vocab, (workload.batch, workload.prompt_len), generator=g).to(device)
+
+    def prefill(self) -> Any:
+        with self.torch.inference_mode():
+            out = self.model(input_ids=self.ids, use_cache=True, logits_to_keep=1)
+            return out.cache, out.logits[:, -1].argmax(-1, keepdim=True)
+
+    def decode(self, state: Any) -> Any:
+        past, tok = state
+        with self.torch.inference_mode():
+            out = self.model(input_ids=tok, cache=past, use_cache=True, logits_to_keep=1)
+            return out.cache, out.logits[:, -1].argmax(-1, keepdim=True)
+
+    def sync(self) -> None:
+        if self.device.startswith("cuda"):
+            self.torch.cuda.synchronize()
+
+
+class TorchProfiler(Profiler):
+    """``torch``: eager PyTorch with SDPA attention; threads pinned to ``settings.threads``."""
+
+    name = "torch"
+    dtypes = tuple(_TORCH_DTYPES)
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        for mod in ("torch", "transformers"):
+            if importlib.util.find_spec(mod) is None:
+                return f"{mod} is not installed"
+        return None
+
+    def _device(self) -> str:
+        import torch
+
+        dev = self.settings.device
+        if dev.startswith("cuda") and not torch.cuda.is_available():
+            raise ProfilerUnavailable("torch: CUDA requested but torch.cuda.is_available() is False")
+        if not (dev == "cpu" or dev.startswith("cuda")):
+            raise ProfilerUnavailable(f"torch: unsupported device {dev!r} (cpu or cuda)")
+        return dev
+
+    def engine_facts(self, workload: Workload) -> EngineFacts:
+        import torch
+        import transformers
+
+        flags = {"transformers": transformers.__version__, "attn_implementation": "sdpa", "threads": str(self.settings.threads),
+                 "mkldnn": str(torch.backends.mkldnn.is_available()), "cache": "DynamicCache"}
+        if self._device().startswith("cuda"):
+            flags["cuda"] = str(torch.version.cuda)
+        return EngineFacts(name=self.name, version=torch.__version__, dtype=workload.dtype, device=self._device(), build_flags=flags)
+
+    def measure(self, source: ModelSource, spec: SubnetSpec, workload: Workload) -> ProfileRow:
+        import torch
+
+        self.check_workload(workload)
+        device = self._device()
+        kv, ffn = source.kept(spec)
+        prev_threads = torch.get_num_threads()
+        torch.set_num_threads(self.settings.threads)
+        try:
+            probe = RssProbe()
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            model: Any = source.build_torch(spec, getattr(torch, _TORCH_DTYPES[workload.dtype]))
+            model = model.to(device)
+            timing = time_runner(_TorchRunner(model, workload, device), workload, self.settings, what=f"torch {spec.key}")
+            if device.startswith("cuda"):
+                peak: float | None = round(torch.cuda.max_memory_allocated() / 2**20, 2)
+            else:
+                peak = probe.peak_mb()
+            del model
+        finally:
+            torch.set_num_threads(prev_threads)
+        return ProfileRow(shape=spec.key, num_layers=spec.num_layers, kv_groups=kv, ffn_channels=ffn,
+                          ttft_ms=timing.ttft_ms, tpot_ms=timing.tpot_ms, peak_mem_mb=peak,
+                          busy=timing.busy, contention=timing.contention)

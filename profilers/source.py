@@ -1,0 +1,131 @@
+"""Where shapes come from: a base model directory (config-only: random weights per shape) or an exported subnet.
+
+Config-only shapes follow export exactly: ``kept_kv_groups`` / ``kept_ffn_channels`` for the kept counts,
+``subnet_config`` for the stock architecture, and compensation biases for widths below 1 (as exported).
+An exported subnet directory has an ``amoeba_subnet.json`` card naming its ``shape``; its weights are loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.errors import ConfigError, UnsupportedModelError
+from core.model.loader import ModelInfo, read_config
+from core.spec import ShapeSpace, SubnetSpec
+from core.strategy.units import kept_ffn_channels, kept_kv_groups
+from profilers.table import ModelFacts
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PretrainedConfig, PreTrainedModel
+
+CARD_NAME = "amoeba_subnet.json"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model directory to profile. ``exported_shape`` is set for an exported subnet (one shape only)."""
+
+    path: Path
+    info: ModelInfo
+    raw_config: dict[str, Any]
+    exported_shape: SubnetSpec | None = None
+    compensation_bias: bool = True
+
+    @classmethod
+    def open(cls, model_dir: Path, *, compensation_bias: bool = True) -> ModelSource:
+        """Read ``config.json`` (and the subnet card if present); raises naming what is wrong."""
+        from transformers import AutoConfig
+
+        d = Path(model_dir)
+        raw = read_config(d)
+        info = ModelInfo.from_config(AutoConfig.from_pretrained(str(d)))
+        shape = None
+        card = d / CARD_NAME
+        if card.is_file():
+            try:
+                meta = json.loads(card.read_text())
+                shape = SubnetSpec.parse(str(meta["shape"]))
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise UnsupportedModelError(f"{card} is not a valid subnet card (needs a 'shape' key): {e}") from None
+            if shape.num_layers != info.num_layers:
+                raise UnsupportedModelError(f"{card}: shape {shape.key} has {shape.num_layers} layers, config.json has {info.num_layers}")
+        return cls(d, info, raw, shape, compensation_bias)
+
+    @property
+    def kind(self) -> str:
+        return "config" if self.exported_shape is None else "exported"
+
+    def facts(self) -> ModelFacts:
+        i = self.info
+        sha = hashlib.sha256(json.dumps(self.raw_config, sort_keys=True).encode()).hexdigest()
+        return ModelFacts(model_type=i.model_type, num_layers=i.num_layers, hidden_size=i.hidden_size, num_heads=i.num_heads,
+                          num_kv_heads=i.num_kv_heads, head_dim=i.head_dim, intermediate_size=i.intermediate_size,
+                          vocab_size=i.vocab_size, source="config" if self.exported_shape is None else "exported", config_sha256=sha)
+
+    def space(self, min_layers: int, widths: tuple[float, ...] | None = None) -> ShapeSpace:
+        """The shape space of this model (an exported subnet has only its own shape)."""
+        if self.exported_shape is not None:
+            raise ConfigError(f"{self.path} is an exported subnet ({self.exported_shape.key}); it has no shape grid")
+        return ShapeSpace(self.info.num_layers, min_layers, widths) if widths else ShapeSpace(self.info.num_layers, min_layers)
+
+    def check(self, spec: SubnetSpec) -> None:
+        """Raise ``ConfigError`` if ``spec`` cannot be built from this source."""
+        if self.exported_shape is not None:
+            if spec != self.exported_shape:
+                raise ConfigError(f"{self.path} is the exported subnet {self.exported_shape.key}; cannot measure {spec.key}")
+        elif spec.num_layers > self.info.num_layers:
+            raise ConfigError(f"shape {spec.key}: {spec.num_layers} layers exceed the model's {self.info.num_layers}")
+
+    def kept(self, spec: SubnetSpec) -> tuple[int, int]:
+        """(KV groups, MLP channels) per layer of ``spec`` as actually built."""
+        self.check(spec)
+        if self.exported_shape is not None:
+            return self.info.num_kv_heads, self.info.intermediate_size
+        return kept_kv_groups(self.info, spec.attn_width), kept_ffn_channels(self.info, spec.ffn_width)
+
+    def shape_config(self, spec: SubnetSpec) -> PretrainedConfig:
+        """The stock HF config of ``spec`` (exported: the directory's own config)."""
+        from transformers import AutoConfig
+
+        from core.export.arch import subnet_config
+
+        self.check(spec)
+        base = AutoConfig.from_pretrained(str(self.path))
+        if self.exported_shape is not None:
+            return base
+        kv, ffn = self.kept(spec)
+        bias = self.compensation_bias
+        return subnet_config(base, self.info, num_layers=spec.num_layers, kv_groups=kv, ffn_channels=ffn,
+                             attn_bias=self.info.qkv_bias or (bias and spec.attn_width < 1), mlp_bias=bias and spec.ffn_width < 1)
+
+    def build_torch(self, spec: SubnetSpec, dtype: torch.dtype, seed: int = 0) -> PreTrainedModel:
+        """``spec`` as an eval-mode torch model: random weights from its config, or the exported weights."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        if self.exported_shape is not None:
+            self.check(spec)
+            return AutoModelForCausalLM.from_pretrained(str(self.path), dtype=dtype, attn_implementation="sdpa").eval()
+        cfg = self.shape_config(spec)
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa", dtype=dtype)
+        return model.eval()
+
+    def write_shape_dir(self, spec: SubnetSpec, out: Path, *, weights: bool) -> Path:
+        """Write ``spec`` as an HF directory (config, plus random safetensors when ``weights``) for engines that build from disk."""
+        import torch
+
+        if self.exported_shape is not None:
+            self.check(spec)
+            return self.path
+        out.mkdir(parents=True, exist_ok=True)
+        if weights:
+            self.build_torch(spec, torch.float16).save_pretrained(str(out))
+        else:
+            self.shape_config(spec).save_pretrained(str(out))
+        return out

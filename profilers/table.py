@@ -1,0 +1,230 @@
+"""The profile table: one (device, engine, workload) measured over a grid of shapes.
+
+JSON on disk, validated on read (pydantic v2); importable without torch so the service can validate
+uploads with the same model. ``content_sha256()`` hashes a canonical serialisation (idempotent uploads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.errors import ConfigError
+from core.spec import SubnetSpec
+from profilers.errors import TableError
+from profilers.workload import Workload
+
+SCHEMA_VERSION: Literal[1] = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Stat(_Strict):
+    """Repeated timing in milliseconds: median, 90th percentile, standard deviation, repetitions."""
+
+    median: float = Field(gt=0)
+    p90: float = Field(gt=0)
+    std: float = Field(ge=0)
+    repetitions: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _p90_not_below_median(self) -> Stat:
+        if self.p90 < self.median * (1 - 1e-9):
+            raise ValueError(f"p90 {self.p90} is below median {self.median}")
+        return self
+
+
+class DeviceFacts(_Strict):
+    """What ran the measurement. Unknown facts are ``None`` (never guessed)."""
+
+    name: str | None = None
+    cpu_model: str
+    cpu_count: int = Field(ge=1)
+    threads: int = Field(ge=1)
+    gpu_model: str | None = None
+    driver: str | None = None
+    jetpack: str | None = None
+    power_mode: str | None = None
+    clocks_mhz: dict[str, float] = Field(default_factory=dict)
+    load_avg_start: tuple[float, float, float]
+    load_avg_end: tuple[float, float, float]
+    os: str = ""
+
+
+class EngineFacts(_Strict):
+    """The deployment flow: engine name and version, dtype / quantisation, build flags."""
+
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    dtype: str = Field(min_length=1)
+    quantization: str | None = None
+    device: str = "cpu"
+    build_flags: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelFacts(_Strict):
+    """The base model whose shapes were measured (dimensions the predictor features need)."""
+
+    model_type: str
+    num_layers: int = Field(ge=1)
+    hidden_size: int = Field(ge=1)
+    num_heads: int = Field(ge=1)
+    num_kv_heads: int = Field(ge=1)
+    head_dim: int = Field(ge=1)
+    intermediate_size: int = Field(ge=1)
+    vocab_size: int = Field(ge=1)
+    source: Literal["config", "exported"] = "config"
+    config_sha256: str | None = None
+
+
+class ProfileRow(_Strict):
+    """One measured shape. ``busy``: other processes competed for the CPU (``contention`` = their cores in use)."""
+
+    shape: str
+    num_layers: int = Field(ge=1)
+    kv_groups: int = Field(ge=1)
+    ffn_channels: int = Field(ge=1)
+    ttft_ms: Stat
+    tpot_ms: Stat
+    peak_mem_mb: float | None = Field(default=None, ge=0)
+    busy: bool = False
+    contention: float | None = Field(default=None, ge=0)
+
+    @field_validator("shape")
+    @classmethod
+    def _canonical_shape(cls, v: str) -> str:
+        try:
+            return SubnetSpec.parse(v).key
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+
+    @model_validator(mode="after")
+    def _depth_matches(self) -> ProfileRow:
+        if SubnetSpec.parse(self.shape).num_layers != self.num_layers:
+            raise ValueError(f"num_layers {self.num_layers} does not match shape {self.shape}")
+        return self
+
+    @property
+    def spec(self) -> SubnetSpec:
+        return SubnetSpec.parse(self.shape)
+
+
+class ProfileTable(_Strict):
+    """A latency profile: schema version, facts, the workload key and one row per shape (unique)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    device: DeviceFacts
+    engine: EngineFacts
+    workload: str
+    model: ModelFacts
+    rows: list[ProfileRow] = Field(min_length=1)
+    created_at: str = ""
+    command: str = ""
+
+    @field_validator("workload")
+    @classmethod
+    def _canonical_workload(cls, v: str) -> str:
+        try:
+            return Workload.parse(v).key
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+
+    @model_validator(mode="after")
+    def _rows_consistent(self) -> ProfileTable:
+        seen: set[str] = set()
+        for i, r in enumerate(self.rows):
+            if r.shape in seen:
+                raise ValueError(f"rows.{i}.shape: duplicate shape {r.shape}")
+            seen.add(r.shape)
+            if r.num_layers > self.model.num_layers:
+                raise ValueError(f"rows.{i}.num_layers: {r.num_layers} exceeds the model's {self.model.num_layers} layers")
+            if r.kv_groups > self.model.num_kv_heads:
+                raise ValueError(f"rows.{i}.kv_groups: {r.kv_groups} exceeds the model's {self.model.num_kv_heads} KV heads")
+            if r.ffn_channels > self.model.intermediate_size:
+                raise ValueError(f"rows.{i}.ffn_channels: {r.ffn_channels} exceeds intermediate_size {self.model.intermediate_size}")
+        return self
+
+    @property
+    def wl(self) -> Workload:
+        return Workload.parse(self.workload)
+
+    def row(self, shape: SubnetSpec | str) -> ProfileRow | None:
+        """The row of ``shape`` (canonical key match), or ``None``."""
+        key = shape.key if isinstance(shape, SubnetSpec) else SubnetSpec.parse(shape).key
+        return next((r for r in self.rows if r.shape == key), None)
+
+    def canonical_json(self) -> str:
+        """Canonical serialisation: sorted keys, no whitespace (what ``content_sha256`` hashes)."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+    def content_sha256(self) -> str:
+        """sha256 of the canonical serialisation: equal tables hash equal, whatever their formatting."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def format_validation_error(err: ValidationError, what: str = "profile table") -> str:
+    """One line naming each invalid field, e.g. ``rows.0.ttft_ms.median: Input should be greater than 0``."""
+    parts = []
+    for e in err.errors()[:5]:
+        loc = ".".join(str(x) for x in e["loc"]) or "<root>"
+        parts.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}")
+    more = f" (+{err.error_count() - 5} more)" if err.error_count() > 5 else ""
+    return f"invalid {what}: " + "; ".join(parts) + more
+
+
+def parse_table(data: str | bytes | dict[str, Any]) -> ProfileTable:
+    """Validate a table from JSON text / bytes or a decoded dict; raises ``TableError`` naming the field."""
+    if isinstance(data, str | bytes):
+        try:
+            data = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise TableError(f"invalid profile table: not JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise TableError("invalid profile table: the top level must be a JSON object")
+    v = data.get("schema_version")
+    if v != SCHEMA_VERSION:
+        raise TableError(f"invalid profile table: schema_version: expected {SCHEMA_VERSION}, got {v!r}")
+    try:
+        return ProfileTable.model_validate(data)
+    except ValidationError as e:
+        raise TableError(format_validation_error(e)) from None
+
+
+def load_table(path: Path) -> ProfileTable:
+    """Read and validate a table file (``DataMissingError`` style message when missing)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"profile table not found: {p}")
+    try:
+        return parse_table(p.read_bytes())
+    except TableError as e:
+        raise TableError(f"{p}: {e}") from None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file + rename (never half-written)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_table(table: ProfileTable, path: Path) -> None:
+    """Write the table as indented JSON, atomically."""
+    atomic_write_text(path, json.dumps(table.model_dump(mode="json"), indent=1, allow_nan=False) + "\n")
