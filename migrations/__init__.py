@@ -1,0 +1,1 @@
+"""Alembic migration scripts of the Amoeba service (run them with ``amoeba db upgrade``)."""

@@ -1,0 +1,67 @@
+"""The FastAPI application factory: ``create_app(settings)``. Refuses an un-migrated database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from server.api import devices, health, search, subnets
+from server.api.errors import install_error_handler
+from server.db.migrate import require_migrated
+from server.db.session import Database
+from server.jobs_wiring import job_handlers
+from server.runtime import Runtime
+from server.services.accuracy import AccuracyService, MetricFactory, default_metric_factory
+from server.services.admin import admin_verifier
+from server.services.artifacts import clean_stale_builds
+from server.settings import Settings
+from server.state import AppState
+from server.worker import JobWorker
+
+API_VERSION = "1.0.0"
+
+
+def create_app(settings: Settings, *, runtime: Runtime | None = None, metric_factory: MetricFactory | None = None) -> FastAPI:
+    """Build the app for ``settings``. Raises ``DatabaseNotMigrated`` (how to fix it in the message).
+
+    ``runtime`` / ``metric_factory`` override the checkpoint and the accuracy metric (tests).
+    """
+    db = Database(settings.db_url())
+    try:
+        require_migrated(db.engine)
+        admin_hash = admin_verifier(db, settings)
+    except BaseException:
+        db.dispose()
+        raise
+    runtime = runtime or Runtime(settings.checkpoint_path(), settings.torch_threads)
+    accuracy = AccuracyService(runtime, db, metric_factory or default_metric_factory(settings))
+    state = AppState(settings=settings, db=db, admin_hash=admin_hash, runtime=runtime, accuracy=accuracy, worker=JobWorker(db, {}))
+    state.worker = JobWorker(db, job_handlers(state), poll_s=settings.worker_poll_s, max_attempts=settings.job_max_attempts)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.worker_threads > 0:
+            clean_stale_builds(settings.artifacts_path())
+            state.worker.start(settings.worker_threads)
+        try:
+            yield
+        finally:
+            state.worker.stop()
+            db.dispose()
+
+    app = FastAPI(
+        title="Amoeba",
+        version=API_VERSION,
+        summary="Deployment-aware subnet search for LLMs (AmoebaLLM): the best shape per device, engine and latency budget.",
+        lifespan=lifespan,
+    )
+    app.state.amoeba = state
+    install_error_handler(app)
+    for module in (health, devices, search, subnets):
+        app.include_router(module.router)
+    from server.admin import routes as admin_routes
+
+    app.include_router(admin_routes.router)
+    return app

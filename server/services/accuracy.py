@@ -1,0 +1,111 @@
+"""The service's accuracy table: ``core.search`` AccuracyTable over the loaded checkpoint + the SQL cache.
+
+The metric is the calibration perplexity (``core.search.metrics``; accuracy = −ln ppl, higher is better).
+Filling the table for the whole shape space is the ``accuracy`` job, run by a worker outside requests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.errors import DataMissingError
+from core.search.accuracy import AccuracyMetric, AccuracyTable
+from core.search.shapes import UniformSpace, activate
+from core.spec import ShapeSpace
+from server.db.session import Database
+from server.runtime import Runtime
+from server.services.accuracy_cache import SqlAccuracyCache
+from server.settings import Settings
+
+ACCURACY = "accuracy"
+MetricFactory = Callable[[Any], AccuracyMetric]
+"""Builds the metric for an opened checkpoint (tests inject one over a fixed token stream)."""
+
+
+def calibration_text(settings: Settings) -> Path:
+    """``AMOEBA_CALIB_TEXT``, else the corpus calibration split prepared once under the var dir."""
+    if settings.calib_text is not None:
+        if not settings.calib_text.is_file():
+            raise DataMissingError(f"calibration text not found: {settings.calib_text} (AMOEBA_CALIB_TEXT)")
+        return settings.calib_text
+    prepared = settings.resolved_var_dir() / "corpus" / "calibration.txt"
+    if prepared.is_file():
+        return prepared
+    from core.data.corpus import prepare_corpus
+    from core.data.paths import data_dir
+
+    src = data_dir() / "corpus" / "gutenberg"
+    if not src.is_dir():
+        raise DataMissingError(f"no calibration text: set AMOEBA_CALIB_TEXT or provide the corpus at {src} (AMOEBA_DATA_DIR)")
+    prepare_corpus(src, prepared.parent)
+    return prepared
+
+
+def default_metric_factory(settings: Settings) -> MetricFactory:
+    def factory(ckpt: Any) -> AccuracyMetric:
+        from transformers import AutoTokenizer
+
+        from core.search.metrics import MetricSettings, make_metric
+
+        if ckpt.tokenizer_dir is None:
+            raise DataMissingError(f"checkpoint {settings.checkpoint_path()} has no tokenizer: the ppl metric needs one")
+        tok = AutoTokenizer.from_pretrained(str(ckpt.tokenizer_dir))
+        ms = MetricSettings(window=settings.calib_window, max_windows=settings.calib_max_windows, calib_text=calibration_text(settings))
+        return make_metric("ppl", ms, tok, ckpt.elastic.info.max_position_embeddings)
+
+    return factory
+
+
+class AccuracyService:
+    """Accuracy of the checkpoint's shapes, cached in SQL; evaluations hold the runtime's model lock."""
+
+    def __init__(self, runtime: Runtime, db: Database, metric_factory: MetricFactory) -> None:
+        self.runtime = runtime
+        self.cache = SqlAccuracyCache(db)
+        self._factory = metric_factory
+        self._metric: AccuracyMetric | None = None
+        self._init_lock = threading.Lock()
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self.runtime.lock
+
+    @property
+    def space(self) -> ShapeSpace:
+        return self.runtime.space
+
+    @property
+    def checkpoint_sha256(self) -> str:
+        return self.runtime.sha256
+
+    def metric(self) -> AccuracyMetric:
+        with self._init_lock:
+            if self._metric is None:
+                self._metric = self._factory(self.runtime.checkpoint())
+            return self._metric
+
+    def table(self) -> AccuracyTable:
+        ckpt = self.runtime.checkpoint()
+        elastic = ckpt.elastic
+        return AccuracyTable(elastic, lambda shape: activate(elastic, shape), self.checkpoint_sha256, self.metric(), self.cache)
+
+    def job_key(self) -> str:
+        m = self.metric()
+        return f"{ACCURACY}:{self.checkpoint_sha256[:16]}:{m.name}:{m.data_sha256[:16]}"
+
+    def missing(self) -> int:
+        return len(self.table().missing(UniformSpace(self.space)))
+
+    def fill(self, on_step: Callable[[int, int], None] | None = None) -> int:
+        """Evaluate every shape of the space that has no cached accuracy. Returns how many were evaluated."""
+        table = self.table()
+        todo = table.missing(UniformSpace(self.space))
+        for i, shape in enumerate(todo):
+            with self.lock:
+                table.record(shape)
+            if on_step is not None:
+                on_step(i + 1, len(todo))
+        return len(todo)

@@ -1,0 +1,98 @@
+"""Search requests: resolve (device, engine, workload), check the budget, answer from the accuracy table.
+
+Accuracy evaluation is long work: when the table lacks a feasible shape, an ``accuracy`` job is queued and
+the request gets 503 + Retry-After (the serve command queues it at start, so this is rare).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core.search.answer import answer_query, known_points
+from core.search.pareto import pareto_front
+from core.search.query import Budget, Found, ShapeResult, check_budget
+from core.search.shapes import LatencyView, UniformSpace
+from server.db.models import Device, Engine, Search, Subnet, Workload
+from server.errors import Infeasible, NotReady
+from server.services import jobs
+from server.services.accuracy import ACCURACY, AccuracyService
+from server.services.artifacts import get_or_create_subnet
+from server.services.devices import get_device, get_engine, get_workload
+from server.services.latency import latency_model
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    search: Search
+    subnet: Subnet
+    found: Found
+
+
+@dataclass(frozen=True)
+class NoFit:
+    """An infeasible query (recorded like any other); ``error`` is raised by the caller after commit."""
+
+    search: Search
+    error: Infeasible
+
+
+def resolve(s: Session, device: str, engine: str, workload: str) -> tuple[Device, Engine, Workload]:
+    """The three rows, or ``NotFound`` naming the first unknown one."""
+    return get_device(s, device), get_engine(s, engine), get_workload(s, workload)
+
+
+def search(s: Session, acc: AccuracyService, device: str, engine: str, workload: str, budget: Budget) -> SearchResult | NoFit:
+    """The most accurate feasible shape, or ``NoFit`` naming the fastest latency; both recorded in ``searches``."""
+    t0 = time.perf_counter()
+    dev, eng, wl = resolve(s, device, engine, workload)
+    view = LatencyView(latency_model(s, dev, eng, wl))
+    space = UniformSpace(acc.space)
+    request: dict[str, Any] = {"device": dev.name, "engine": eng.name, "workload": wl.key, "budget": {"latency_ms": budget.latency_ms, "metric": budget.metric},
+               "memory_mb": budget.memory_mb}
+    bad = check_budget(space.base, view, budget)
+    if bad is not None:
+        row = _record(s, dev, eng, wl, request, bad.to_dict(), None, t0)
+        fastest = bad.fastest
+        return NoFit(row, Infeasible(bad.message, {"reason": bad.reason, "metric": budget.metric, "budget_ms": budget.latency_ms,
+                                       "fastest_ms": bad.fastest_latency_ms, "fastest_shape": fastest.shape if fastest else None,
+                                       "min_peak_mem_mb": bad.min_peak_mem_mb}))
+    table = acc.table()
+    feasible = [sh for sh in space if budget.feasible(view.estimate(sh), view.gen_len)]
+    missing = table.missing(feasible)
+    if missing:
+        jobs.enqueue(s, ACCURACY, acc.job_key(), {})
+        raise NotReady(f"accuracy of {len(missing)} of {len(feasible)} feasible shapes is being computed; retry shortly",
+                       retry_after_s=5, status="computing accuracy", http_status=503)
+    with acc.lock:
+        found = answer_query(space, view, table, budget, method="exhaustive")  # type: ignore[arg-type]
+    assert isinstance(found, Found)  # the budget check above passed
+    sub = get_or_create_subnet(s, acc.checkpoint_sha256, acc.space.validate(found.best.shape))
+    row = _record(s, dev, eng, wl, request, found.to_dict(), sub, t0)
+    return SearchResult(row, sub, found)
+
+
+def _record(s: Session, dev: Device, eng: Engine, wl: Workload, request: dict[str, Any], answer: dict[str, Any],
+            sub: Subnet | None, t0: float) -> Search:
+    row = Search(device=dev, engine=eng, workload=wl, request=request, answer=answer, feasible=sub is not None,
+                 subnet_id=sub.id if sub else None, duration_ms=(time.perf_counter() - t0) * 1000)
+    s.add(row)
+    s.flush()
+    return row
+
+
+def known(s: Session, acc: AccuracyService, device: str, engine: str, workload: str, metric: str = "tpot") -> list[ShapeResult]:
+    """In-range shapes with a known accuracy and their predicted latency on ``metric`` (no evaluation)."""
+    dev, eng, wl = resolve(s, device, engine, workload)
+    view = LatencyView(latency_model(s, dev, eng, wl))
+    Budget(1.0, metric)  # type: ignore[arg-type]  # validates the metric name
+    pts, _complete = known_points(UniformSpace(acc.space), view, acc.table(), metric)  # type: ignore[arg-type]
+    return pts
+
+
+def pareto(s: Session, acc: AccuracyService, device: str, engine: str, workload: str, metric: str = "tpot") -> list[ShapeResult]:
+    """The accuracy/latency front over in-range shapes with a known accuracy (no evaluation in the request)."""
+    return pareto_front(known(s, acc, device, engine, workload, metric))

@@ -1,0 +1,66 @@
+"""Service configuration: one typed ``Settings`` object (env prefix ``AMOEBA_``), passed explicitly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.data.paths import MODELS_DIR
+
+
+def default_checkpoint() -> Path:
+    """The bundled AmoebaLLM checkpoint if present, else the bundled base model (with its ``strategy/``)."""
+    smol = MODELS_DIR / "amoeba-tiny-smol"
+    return smol if (smol / "amoeba_checkpoint.json").is_file() else MODELS_DIR / "amoeba-tiny-base"
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment. ``var_dir`` holds the SQLite DB and artifacts by default.
+
+    (Not ``data_dir``: ``AMOEBA_DATA_DIR`` already names the shared corpus/eval data.)
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AMOEBA_", extra="ignore")
+
+    var_dir: Path = Field(default=Path("var"), description="state directory (SQLite file, artifacts, Optuna DB)")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite:///<var_dir>/amoeba.db")
+    checkpoint: Path | None = Field(default=None, description="AmoebaLLM checkpoint or base model dir with strategy/")
+    artifact_dir: Path | None = Field(default=None, description="exported subnets; default <var_dir>/artifacts")
+    optuna_storage: str | None = Field(default=None, description="Optuna storage URL; default sqlite:///<var_dir>/optuna.db")
+    admin_user: str = "admin"
+    admin_token: SecretStr | None = Field(default=None, description="admin secret (Bearer token / Basic password); generated once if unset")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = Field(default=None, description="base URL used in artifact links; default derived from the request")
+    worker_threads: int = Field(default=1, ge=0, description="background job workers (0: jobs are only queued)")
+    worker_poll_s: float = Field(default=0.5, gt=0)
+    job_max_attempts: int = Field(default=3, ge=1)
+    torch_threads: int = Field(default=1, ge=1)
+    # accuracy of shapes (calibration perplexity)
+    calib_text: Path | None = Field(default=None, description="calibration text; default the corpus calibration split")
+    calib_window: int = Field(default=128, ge=8)
+    calib_max_windows: int = Field(default=8, ge=1)
+    # first-start profile of the local machine (embedded default)
+    bootstrap_profile: bool = True
+    bootstrap_device: str | None = Field(default=None, description="name of the local device; default the host name")
+    bootstrap_engine: str = "torch"
+    bootstrap_workload: str = "b1-p32-g8"
+    bootstrap_max_shapes: int = Field(default=12, ge=1)
+    bootstrap_repetitions: int = Field(default=3, ge=1)
+
+    def resolved_var_dir(self) -> Path:
+        return self.var_dir.expanduser().resolve()
+
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_var_dir() / 'amoeba.db'}"
+
+    def checkpoint_path(self) -> Path:
+        return (self.checkpoint or default_checkpoint()).expanduser().resolve()
+
+    def artifacts_path(self) -> Path:
+        return (self.artifact_dir or self.resolved_var_dir() / "artifacts").expanduser().resolve()
+
+    def optuna_url(self) -> str:
+        return self.optuna_storage or f"sqlite:///{self.resolved_var_dir() / 'optuna.db'}"

@@ -1,0 +1,119 @@
+"""Server test fixtures: migrated SQLite (or PostgreSQL schema) databases, apps, hand-made profile tables."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ADMIN_TOKEN = "admin-secret-for-tests"
+
+
+def make_table(*, shapes: list[tuple[int, float, float]] | None = None, layers: int = 4, workload: str = "b1-p16-g8",
+               engine: str = "torch", base_ms: float = 1.0, per_layer_ms: float = 0.5) -> dict[str, Any]:
+    """A valid profile table for the tiny test model (4 layers, 2 KV groups, MLP 128) with latencies that
+    grow with depth and width. A test input for the upload route, not a measurement."""
+    shapes = shapes or [(n, a, f) for n in range(2, layers + 1) for a in (1.0, 0.5) for f in (1.0, 0.5)]
+    rows = []
+    for n, a, f in shapes:
+        from core.spec import SubnetSpec
+
+        t = base_ms + n * per_layer_ms * (0.4 + 0.3 * a + 0.3 * f)
+        stat = {"median": t, "p90": t * 1.05, "std": t * 0.02, "repetitions": 3}
+        pre = {"median": 4 * t, "p90": 4.2 * t, "std": 0.1 * t, "repetitions": 3}
+        rows.append({"shape": SubnetSpec(n, a, f).key, "num_layers": n, "kv_groups": max(1, round(2 * a)), "ffn_channels": int(128 * f),
+                     "ttft_ms": pre, "tpot_ms": stat, "peak_mem_mb": 100.0 + 10 * n})
+    return {
+        "schema_version": 1,
+        "device": {"name": "test", "cpu_model": "test-cpu", "cpu_count": 2, "threads": 1, "load_avg_start": [0.1, 0.1, 0.1],
+                   "load_avg_end": [0.1, 0.1, 0.1], "os": "linux"},
+        "engine": {"name": engine, "version": "2.13.0", "dtype": "fp32"},
+        "workload": workload,
+        "model": {"model_type": "llama", "num_layers": layers, "hidden_size": 64, "num_heads": 4, "num_kv_heads": 2, "head_dim": 16,
+                  "intermediate_size": 128, "vocab_size": 97},
+        "rows": rows,
+    }
+
+
+@pytest.fixture
+def table() -> dict[str, Any]:
+    return make_table()
+
+
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'amoeba.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated database: a SQLite file, or a fresh schema in the PostgreSQL ``test`` database (dropped after)."""
+    from server.db.migrate import upgrade
+
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path)
+        upgrade(url)
+        yield url
+        return
+    yield from _pg_schema_url()
+
+
+def _pg_schema_url() -> Iterator[str]:
+    import sqlalchemy as sa
+
+    from server.db.migrate import upgrade
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    try:
+        with admin.begin() as c:
+            c.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except sa.exc.OperationalError as e:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {e.orig}")
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.begin() as c:
+            c.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def settings_for(tmp_path: Path, url: str, **kw: Any) -> Any:
+    from server.settings import Settings
+
+    base: dict[str, Any] = dict(var_dir=tmp_path / "var", database_url=url, admin_token=ADMIN_TOKEN, worker_threads=0,
+                                checkpoint=tmp_path / "no-checkpoint", bootstrap_profile=False)
+    base.update(kw)
+    return Settings(**base)
+
+
+@pytest.fixture
+def client(tmp_path: Path, db_url: str) -> Iterator[Any]:
+    """A TestClient on a migrated database, no workers (tests drain jobs explicitly)."""
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+
+    app = create_app(settings_for(tmp_path, db_url))
+    with TestClient(app) as c:
+        yield c
+
+
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def register(client: Any, name: str = "dev1", **hardware: Any) -> str:
+    r = client.post("/v1/devices", json={"name": name, "hardware": hardware}, headers=admin_headers())
+    assert r.status_code == 201, r.text
+    return str(r.json()["token"])
+
+
+def dumps(d: dict[str, Any]) -> str:
+    return json.dumps(d)
