@@ -1,0 +1,94 @@
+"""``amoeba calibrate``: Stage 1 (depth DP + width importance) on a base model → a strategy directory."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from core.cli.common import cli_errors, console, progress
+
+
+@cli_errors
+def calibrate_cmd(
+    model: Annotated[Path, typer.Option(help="Base model directory (Hugging Face format, with its tokenizer).")],
+    out: Annotated[Path, typer.Option(help="Strategy directory to write (replaced atomically).")],
+    calib_text: Annotated[Optional[Path], typer.Option(help="Calibration text file (default: <model>/calibration.txt).")] = None,
+    min_layers: Annotated[Optional[int], typer.Option(help="Smallest depth of the shape space (default: half the layers).")] = None,
+    keep_last: Annotated[int, typer.Option(help="Top layers that are never removed.")] = 1,
+    widths: Annotated[str, typer.Option(help="Width ladder, comma-separated, must include 1.")] = "1,0.875,0.75,0.625",
+    allocation: Annotated[str, typer.Option(help="Width allocation: uniform or global.")] = "uniform",
+    bias: Annotated[str, typer.Option(help="Compensation bias modules: attn,ffn | attn | ffn | none.")] = "attn,ffn",
+    window: Annotated[int, typer.Option(help="Tokens per calibration window.")] = 256,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Use at most this many calibration tokens (0 = all).")] = 16384,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 8,
+    threads: Annotated[int, typer.Option(help="torch intra-op threads.")] = 1,
+) -> None:
+    """Select the kept layers of every depth and the kept heads/channels of every width (Stage 1)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from core.data.tokens import tokenize_file
+    from core.errors import ConfigError, DataMissingError
+    from core.model.loader import load_base_model, read_config, weights_sha256
+    from core.spec import parse_widths
+    from core.strategy.calibrate import CalibrationConfig, CalibrationProgress, calibrate
+    from core.strategy.width import parse_bias_modules
+
+    raw = read_config(model)
+    if out.resolve() == model.resolve():
+        raise ConfigError("--out must not be the model directory")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "strategy.json").is_file())):
+        raise ConfigError(f"--out {out} exists and is not a strategy directory; refusing to replace it")
+    calib = calib_text if calib_text is not None else model / "calibration.txt"
+    if not calib.is_file():
+        if calib_text is None:
+            raise DataMissingError(f"{model} has no calibration.txt; pass --calib-text FILE")
+        raise DataMissingError(f"calibration text not found: {calib}")
+    n_layers = int(raw.get("num_hidden_layers", 0))
+    cfg = CalibrationConfig(
+        min_layers=min_layers if min_layers is not None else max(1, keep_last, n_layers // 2),
+        keep_last=keep_last,
+        widths=parse_widths(widths),
+        allocation=allocation,
+        bias_modules=parse_bias_modules(bias),
+        window=window,
+        max_tokens=max_tokens or None,
+        batch_size=batch_size,
+    )
+    if threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    hf, info = load_base_model(model)
+    cfg.check_model(info)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model))
+    except (OSError, ValueError, TypeError) as e:
+        raise DataMissingError(f"{model} has no usable tokenizer ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    with tempfile.TemporaryDirectory(prefix="amoeba-calib-") as tmp:
+        tokens = tokenize_file(calib, tokenizer, cache_dir=Path(tmp))
+    with calib.open("rb") as f:
+        calib_sha = hashlib.file_digest(f, "sha256").hexdigest()
+    sha = weights_sha256(model)
+    with progress() as bar:
+        tasks = {"stats": bar.add_task("channel statistics", total=None, info=""), "depth": bar.add_task("depth DP", total=None, info="")}
+
+        def on_progress(p: CalibrationProgress) -> None:
+            bar.update(tasks[p.stage], completed=p.done, total=p.total)
+
+        strategy = calibrate(hf, info, sha, tokens, cfg, calib_sha256=calib_sha, on_progress=on_progress)
+    strategy.save(out)
+    m = strategy.meta
+    ppl = ", ".join(f"L{d}: {p:.2f}" for d, p in m["dp_perplexity"].items() if p is not None)
+    lf = m["layer_forwards"]
+    console.print(f"calibration: {m['tokens_used']:,} tokens in {m['num_windows']} windows; perplexity by depth: {ppl}")
+    console.print(f"layer-forwards {lf['cached']:,} with the prefix cache ({lf['uncached']:,} without); {m['wall_s']['total']:.1f} s")
+    console.print(f"saved strategy to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Mount ``amoeba calibrate``."""
+    app.command("calibrate")(calibrate_cmd)

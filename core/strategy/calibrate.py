@@ -1,0 +1,183 @@
+"""The Stage 1 recipe: calibration windows → channel statistics → width selection → depth DP → ``Strategy``."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+from core.elastic.model import ElasticModel
+from core.errors import ConfigError, StrategyError
+from core.model.loader import ModelInfo
+from core.spec import DEFAULT_WIDTHS, ShapeSpace, SubnetSpec, parse_widths
+from core.strategy.depth_dp import ModelScorer, NextTokenNLL, check_depth_range, depth_dp
+from core.strategy.schema import BIAS_MODULES, Strategy
+from core.strategy.width import ALLOCATIONS, ChannelStatsRecorder, parse_bias_modules, select_widths
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Stage 1 settings. ``bias_modules`` default follows DESIGN §2.2 (both modules); it is not a measured choice.
+
+    Calibration data: consecutive ``window``-token windows from the start of the token stream, limited to the
+    first ``max_tokens`` tokens and to ``num_windows`` windows (``None`` = no limit).
+    """
+
+    min_layers: int
+    keep_last: int = 1
+    widths: tuple[float, ...] = DEFAULT_WIDTHS
+    allocation: str = "uniform"
+    bias_modules: tuple[str, ...] = BIAS_MODULES
+    window: int = 256
+    max_tokens: int | None = None
+    num_windows: int | None = None
+    batch_size: int = 8
+    use_cache: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "widths", parse_widths(self.widths))
+        object.__setattr__(self, "bias_modules", parse_bias_modules(self.bias_modules))
+        if self.allocation not in ALLOCATIONS:
+            raise ConfigError(f"unknown allocation {self.allocation!r}: expected one of {', '.join(ALLOCATIONS)}")
+        for name, lo in (("window", 2), ("batch_size", 1), ("min_layers", 1), ("keep_last", 0)):
+            if getattr(self, name) < lo:
+                raise ConfigError(f"{name} must be >= {lo}, got {getattr(self, name)}")
+        for name in ("max_tokens", "num_windows"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"{name} must be >= 1 (or unset), got {v}")
+
+    def check_model(self, info: ModelInfo) -> None:
+        """Raise ``ConfigError`` if these settings do not fit the model."""
+        check_depth_range(info.num_layers, self.min_layers, self.keep_last)
+        if self.window > info.max_position_embeddings:
+            raise ConfigError(f"window {self.window} exceeds the model's max_position_embeddings {info.max_position_embeddings}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-native form (lists, not tuples) for strategy metadata."""
+        d = asdict(self)
+        d.update(widths=list(self.widths), bias_modules=list(self.bias_modules))
+        return d
+
+
+@dataclass(frozen=True)
+class CalibrationProgress:
+    """One progress event: ``stage`` is ``"stats"`` (channel statistics) or ``"depth"`` (DP steps)."""
+
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass
+class _Timer:
+    wall_s: dict[str, float] = field(default_factory=dict)
+
+    def lap(self, name: str, start: float) -> float:
+        now = time.perf_counter()
+        self.wall_s[name] = round(now - start, 3)
+        return now
+
+
+def _json_float(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def calibration_windows(
+    tokens: np.ndarray | torch.Tensor | Sequence[int], window: int, max_tokens: int | None = None, num_windows: int | None = None
+) -> torch.Tensor:
+    """Consecutive non-overlapping windows ``[W, window]`` (int64) from the start of ``tokens``."""
+    t = torch.as_tensor(np.asarray(tokens, dtype=np.int64)).reshape(-1)
+    if max_tokens is not None:
+        t = t[:max_tokens]
+    w = t.numel() // window
+    if num_windows is not None:
+        w = min(w, num_windows)
+    if w < 1:
+        raise ConfigError(f"calibration data has {t.numel()} usable tokens, fewer than one window of {window}")
+    return t[: w * window].reshape(w, window).clone()
+
+
+def calibrate(
+    model: PreTrainedModel | ElasticModel,
+    info: ModelInfo,
+    model_sha256: str,
+    tokens: np.ndarray | torch.Tensor | Sequence[int],
+    config: CalibrationConfig,
+    *,
+    calib_sha256: str | None = None,
+    on_progress: Callable[[CalibrationProgress], None] | None = None,
+) -> Strategy:
+    """Run Stage 1 on ``model`` (an HF model is wrapped in place) and return a validated ``Strategy``.
+
+    The model is used at its dense shape; an ``ElasticModel``'s active shape and training mode are restored.
+    ``calib_sha256`` identifies the calibration text in the strategy's metadata.
+    """
+    em = model if isinstance(model, ElasticModel) else ElasticModel(model)
+    if em.info != info:
+        raise StrategyError("the given ModelInfo does not describe the given model")
+    config.check_model(info)
+    windows = calibration_windows(tokens, config.window, config.max_tokens, config.num_windows)
+    if int(windows.max()) >= info.vocab_size:
+        raise ConfigError(f"calibration token id {int(windows.max())} is outside the model's vocabulary ({info.vocab_size}): wrong tokenizer?")
+    report = on_progress or (lambda p: None)
+    prev_spec, was_training = em.spec, em.training
+    timer, t0 = _Timer(), time.perf_counter()
+    try:
+        em.eval()
+        em.set_shape(SubnetSpec(info.num_layers, 1.0, 1.0))
+        dev = em.hf.lm_head.weight.device
+        batches = list(windows.split(config.batch_size))
+        with torch.no_grad(), ChannelStatsRecorder(em) as rec:
+            for i, b in enumerate(batches):
+                em(b.to(dev))
+                report(CalibrationProgress("stats", i + 1, len(batches)))
+        t = timer.lap("stats", t0)
+        sel = select_widths(em, rec.stats, config.widths, allocation=config.allocation, bias_modules=config.bias_modules)
+        t = timer.lap("width", t)
+        scorer = ModelScorer(em, NextTokenNLL(windows, config.batch_size), use_cache=config.use_cache)
+        depth = depth_dp(info.num_layers, config.min_layers, config.keep_last, scorer, on_step=lambda n, tot: report(CalibrationProgress("depth", n, tot)))
+        timer.lap("depth", t)
+        timer.lap("total", t0)
+    finally:
+        em.set_shape(prev_spec)
+        em.train(was_training)
+    meta = {
+        "method": "amoeba-stage1",
+        "depth_method": "dp",
+        "width_method": "flap-fluctuation",
+        "metric": scorer.metric.name,
+        "calib_sha256": calib_sha256,
+        "calib_tokens_sha256": hashlib.sha256(windows.numpy().tobytes()).hexdigest(),
+        "tokens_used": int(windows.numel()),
+        "num_windows": int(windows.shape[0]),
+        "config": config.to_dict(),
+        "bias_modules": list(config.bias_modules),
+        "dp_scores": {str(d): _json_float(s) for d, s in depth.scores.items()},
+        "dp_perplexity": {str(d): math.exp(s) if s < 700 else None for d, s in depth.scores.items()},
+        "dp_evaluations": depth.evaluations,
+        "layer_forwards": {"cached": scorer.layer_forwards, "uncached": scorer.layer_forwards_uncached, "unit": "layer x sequence"},
+        "kept_counts": sel.counts,
+        "wall_s": timer.wall_s,
+    }
+    strategy = Strategy(
+        model=info,
+        model_sha256=model_sha256,
+        space=ShapeSpace(info.num_layers, config.min_layers, config.widths),
+        keep_last=config.keep_last,
+        allocation=config.allocation,
+        depth={d: depth.kept[d] for d in range(config.min_layers, info.num_layers + 1)},
+        attn=sel.attn,
+        ffn=sel.ffn,
+        biases=sel.biases,
+        meta=meta,
+    )
+    strategy.validate()
+    return strategy

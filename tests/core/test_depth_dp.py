@@ -1,0 +1,112 @@
+"""Depth DP: exact on additive scores, prefix cache changes cost but not answers, real-scorer gap vs brute force."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.elastic.model import ElasticModel
+from core.errors import ConfigError
+from core.strategy.depth_dp import ModelScorer, NextTokenNLL, depth_dp, dp_evaluations, exhaustive_depth
+from tests.conftest import make_tiny
+
+
+class AdditiveScorer:
+    """Synthetic score: sum of per-layer costs of the removed layers; checks the ``intact_below`` contract."""
+
+    def __init__(self, costs: list[float]) -> None:
+        self.costs = costs
+        self.calls = 0
+
+    def score(self, removed: frozenset[int], intact_below: int) -> float:
+        assert all(i >= intact_below for i in removed), (removed, intact_below)
+        self.calls += 1
+        return sum(self.costs[i] for i in removed)
+
+
+@pytest.mark.parametrize("num_layers", [6, 7, 8])
+@pytest.mark.parametrize("min_layers,keep_last", [(1, 0), (1, 1), (2, 1), (3, 2), (4, 1), (2, 2)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dp_matches_brute_force_on_additive_scores(num_layers: int, min_layers: int, keep_last: int, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed * 100 + num_layers)
+    costs = (torch.randn(num_layers, generator=g) + 0.3).tolist()  # some removals help, some hurt
+    scorer = AdditiveScorer(costs)
+    dp = depth_dp(num_layers, min_layers, keep_last, scorer)
+    bf = exhaustive_depth(num_layers, min_layers, keep_last, lambda s: sum(costs[i] for i in s))
+    assert dp.kept == bf.kept
+    assert dp.scores.pop(num_layers) == 0.0
+    assert dp.scores == pytest.approx(bf.scores, abs=1e-12)
+    assert scorer.calls == dp.evaluations == dp_evaluations(num_layers, min_layers, keep_last) + 1
+    for d, kept in dp.kept.items():
+        assert len(kept) == d and list(kept) == sorted(kept)
+        assert set(range(num_layers - keep_last, num_layers)) <= set(kept)
+
+
+def test_ties_keep_the_earlier_entry() -> None:
+    """With a constant score every comparison ties, so the DP keeps layers and removes the top candidates."""
+    dp = depth_dp(6, 2, 1, AdditiveScorer([0.0] * 6))
+    assert dp.kept[5] == (0, 1, 2, 3, 5)
+    assert dp.kept[3] == (0, 1, 5)
+    assert dp.kept[2] == (0, 5)
+
+
+@pytest.mark.parametrize(
+    "num_layers,min_layers,keep_last,msg", [(6, 0, 0, "min_layers"), (6, 7, 1, "min_layers"), (6, 1, 2, "min_layers"), (6, 3, 7, "keep_last")]
+)
+def test_bad_depth_ranges_are_refused(num_layers: int, min_layers: int, keep_last: int, msg: str) -> None:
+    with pytest.raises(ConfigError, match=msg):
+        depth_dp(num_layers, min_layers, keep_last, AdditiveScorer([0.0] * num_layers))
+
+
+def _tiny_scorers(num_layers: int = 6) -> tuple[ElasticModel, torch.Tensor]:
+    torch.manual_seed(0)
+    em = ElasticModel(make_tiny("llama", layers=num_layers, seed=3))
+    windows = torch.randint(0, 97, (6, 24), generator=torch.Generator().manual_seed(1))
+    return em, windows
+
+
+def test_nll_metric_equals_hf_loss() -> None:
+    em, windows = _tiny_scorers()
+    scorer = ModelScorer(em, NextTokenNLL(windows, batch_size=4))
+    with torch.no_grad():
+        ref = em.hf(input_ids=windows, labels=windows).loss
+    assert scorer.score(frozenset(), intact_below=0) == pytest.approx(float(ref), rel=1e-5)
+
+
+def test_cache_gives_identical_answers_with_fewer_layer_forwards() -> None:
+    em, windows = _tiny_scorers()
+    cached = ModelScorer(em, NextTokenNLL(windows, batch_size=4), use_cache=True)
+    plain = ModelScorer(em, NextTokenNLL(windows, batch_size=4), use_cache=False)
+    a = depth_dp(6, 2, 1, cached)
+    b = depth_dp(6, 2, 1, plain)
+    assert a.kept == b.kept
+    assert a.scores == pytest.approx(b.scores, rel=1e-6)
+    assert plain.layer_forwards == plain.layer_forwards_uncached == cached.layer_forwards_uncached
+    # L=6, min 2, keep_last 1 (14 DP evaluations + 1 dense, 6 windows): 240 vs 360 layer x sequence (1.5x).
+    # Same count for any scores: 263 vs 463 (1.76x) at L=12/min 6, 4808 vs 9208 (1.92x) at L=32/min 16.
+    assert cached.layer_forwards == 240 and plain.layer_forwards == 360
+
+
+def test_scorer_refuses_removal_below_the_cached_prefix() -> None:
+    em, windows = _tiny_scorers()
+    scorer = ModelScorer(em, NextTokenNLL(windows))
+    with pytest.raises(ConfigError, match="below intact_below"):
+        scorer.score(frozenset({1, 4}), intact_below=3)
+
+
+def test_dp_vs_brute_force_with_real_perplexity_scorer() -> None:
+    """How close the DP gets with the perplexity scorer (tiny random 6-layer Llama, min_layers 2, keep_last 1).
+
+    Measured (model seed 3, 6 windows of 24 tokens): DP finds the optimal set at depths 5, 3 and 2; at depth 4
+    it keeps (0, 3, 4, 5) at 4.7353 nats vs the optimum (0, 2, 3, 5) at 4.7139 (gap 0.021 nats, 0.45 %), with
+    14 evaluations instead of 30. A random model is a weak proxy for a trained one.
+    """
+    em, windows = _tiny_scorers()
+    scorer = ModelScorer(em, NextTokenNLL(windows, batch_size=6), use_cache=False)
+    dp = depth_dp(6, 2, 1, scorer, score_full=False)
+    bf = exhaustive_depth(6, 2, 1, lambda s: scorer.score(s, intact_below=0))
+    assert bf.evaluations == 30 and dp.evaluations == 14
+    gaps = {d: dp.scores[d] - bf.scores[d] for d in bf.scores}
+    assert all(g >= -1e-6 for g in gaps.values()), gaps
+    assert gaps[5] == pytest.approx(0.0, abs=1e-6) and dp.kept[5] == bf.kept[5]
+    assert max(gaps.values()) < 0.05
