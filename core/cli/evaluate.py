@@ -1,0 +1,94 @@
+"""``amoeba eval``: perplexity and multiple-choice accuracy of a model directory, or of an elastic shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.cli.common import cli_errors, console, progress
+
+TASKS_HELP = "Comma-separated tasks: piqa,hellaswag,winogrande,arc_easy,arc_challenge,boolq,openbookqa,mmlu,mmlu_5shot."
+
+
+@cli_errors
+def eval_cmd(
+    model: Annotated[Path, typer.Option(help="HF model directory: a base model, or an exported subnet.")],
+    strategy: Annotated[Optional[Path], typer.Option(help="Stage 1 strategy directory: evaluate the elastic model at --shape.")] = None,
+    shape: Annotated[Optional[str], typer.Option(help="Shape key, e.g. L8-a0.75-f0.625 (default: the full shape).")] = None,
+    ppl: Annotated[Optional[list[Path]], typer.Option(help="Text file to score perplexity on (repeatable).")] = None,
+    wikitext2: Annotated[bool, typer.Option(help="Perplexity on the WikiText-2 raw test split (rows joined by blank lines).")] = False,
+    tasks: Annotated[Optional[str], typer.Option(help=TASKS_HELP)] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Items per task: the first N (or a seeded sample with --seed).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="With --limit: a seeded random sample (stratified by MMLU subject) instead of the first N.")] = None,
+    window: Annotated[Optional[int], typer.Option(help="Perplexity window in tokens (default and cap: the model context).")] = None,
+    max_windows: Annotated[Optional[int], typer.Option(help="Score only the first N perplexity windows.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 4,
+    json_out: Annotated[Optional[Path], typer.Option(help="Write all results as JSON here.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Shared data directory (default $AMOEBA_DATA_DIR or ../shared/data).")] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer directory (default: the model directory).")] = None,
+    threads: Annotated[int, typer.Option(help="torch intra-op threads.")] = 1,
+) -> None:
+    """Evaluate a model: perplexity (files, WikiText-2) and multiple-choice acc / acc_norm."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from core.eval.recipe import EvalPlan, load_inputs, run_eval
+    from core.eval.target import open_target
+    from core.eval.tasks import parse_task_names
+
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    plan = EvalPlan(
+        ppl_files=tuple(ppl or ()), wikitext2=wikitext2, tasks=parse_task_names(tasks) if tasks is not None else (),
+        limit=limit, seed=seed, window=window, max_windows=max_windows, batch_size=batch_size, data_root=data_dir,
+    )
+    if seed is not None and limit is None:
+        raise ValueError("--seed only selects a sample together with --limit")
+    if json_out is not None and json_out.is_dir():
+        raise ValueError(f"--json-out {json_out} is a directory")
+    inputs = load_inputs(plan)  # every data file is read and checked before the model loads
+    hf_logging.disable_progress_bar()
+    # A Stage 2 checkpoint (--checkpoint DIR) plugs in here: an opener returning an EvalTarget.
+    target = open_target(model, strategy, shape, tokenizer)
+    with progress() as bar:
+        bars: dict[str, Any] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in bars:
+                bars[stage] = bar.add_task(stage, total=total, info="")
+            bar.update(bars[stage], completed=done)
+
+        report = run_eval(target, plan, inputs, on_progress)
+    Console().print(_table(report.to_json()))
+    if json_out is not None:
+        report.save(json_out)
+        console.print(f"wrote {json_out}")
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _table(res: dict[str, Any]) -> Table:
+    t = res["target"]
+    table = Table(title=f"{t.get('model')}  shape {t.get('shape') or '-'}")
+    for col in ("eval", "metric", "value", "stderr", "n", "chance"):
+        table.add_column(col, justify="left" if col in ("eval", "metric") else "right")
+    for name, r in res["perplexity"].items():
+        table.add_row(name, "ppl", _fmt(r["ppl"], 3), "-", f"{r['tokens_scored']} tok", "-")
+    for name, r in res["tasks"].items():
+        table.add_row(name, "acc", _fmt(r["acc"]), _fmt(r["acc_stderr"]), str(r["n"]), _fmt(r["chance"], 3))
+        table.add_row(name, "acc_norm", _fmt(r["acc_norm"]), _fmt(r["acc_norm_stderr"]), str(r["n"]), _fmt(r["chance"], 3))
+        if r["macro_acc"] is not None:
+            table.add_row(name, "acc (subject mean)", _fmt(r["macro_acc"]), "-", f"{len(r['subject_acc'])} subj", "-")
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    """Mount ``amoeba eval``."""
+    app.command("eval")(eval_cmd)
