@@ -1,0 +1,1 @@
+"""Stage 2: one-for-all fine-tuning of SMoL adapters by sandwich sampling and in-place distillation."""

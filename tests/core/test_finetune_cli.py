@@ -1,0 +1,68 @@
+"""``amoeba finetune`` end to end on a tiny model with a real tokenizer and corpus files (seconds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from core.checkpoint import open_checkpoint
+from core.cli.finetune import register
+from core.data.tokenizer import train_tokenizer
+from core.model.loader import ModelInfo, weights_sha256
+from core.strategy.schema import naive_strategy
+from tests.conftest import make_tiny
+
+TEXT = "\n".join(f"The {a} fox number {i} jumps over the {b} dog and runs home again." for i, (a, b) in
+                 enumerate([("quick", "lazy"), ("brown", "sleepy"), ("red", "old"), ("small", "big")] * 60)) + "\n"
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """test root"""
+
+    register(app)
+    return app
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, Path]:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for part in ("train", "validation", "calibration"):
+        (corpus / f"{part}.txt").write_text(TEXT)
+    tok_dir = train_tokenizer(corpus / "train.txt", tmp_path / "tok", vocab_size=300)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tok_dir))
+    base = tmp_path / "base"
+    make_tiny("llama", vocab=len(tok)).save_pretrained(str(base))
+    tok.save_pretrained(str(base))
+    from transformers import AutoConfig
+
+    info = ModelInfo.from_config(AutoConfig.from_pretrained(str(base)))
+    naive_strategy(info, weights_sha256(base), min_layers=2, widths=(1.0, 0.5)).save(base / "strategy")
+    return base, corpus
+
+
+def test_cli_finetunes_and_writes_a_checkpoint(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    base, corpus = setup
+    args = ["finetune", "--base", str(base), "--strategy", str(base / "strategy"), "--out", str(tmp_path / "smol"),
+            "--run-dir", str(tmp_path / "run"), "--corpus-dir", str(corpus), "--max-steps", "3", "--batch-size", "2",
+            "--seq-len", "16", "--experts", "3", "--rank", "2", "--shapes-per-step", "3", "--eval-every", "3", "--checkpoint-every", "2"]
+    r = CliRunner().invoke(_app(), args)
+    assert r.exit_code == 0, r.output
+    assert "saved" in r.output
+    ck = open_checkpoint(tmp_path / "smol")
+    assert ck.kind == "amoeba" and ck.tokenizer_dir == base and ck.meta["step"] == 3
+    assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 3
+    bad = CliRunner().invoke(_app(), args[:-4] + ["--base-dtype", "int8"])
+    assert bad.exit_code == 2 and "int8 is unavailable" in bad.output and "Traceback" not in bad.output
+    bad = CliRunner().invoke(_app(), args[:-4] + ["--mixture", "moe"])
+    assert bad.exit_code == 2 and "mixture must be" in bad.output
