@@ -117,8 +117,8 @@ def export_subnet(
 ) -> ExportResult:
     """Cut ``spec`` out of ``elastic`` (strategy slices, compensation biases, merged adapters) into ``out_dir``.
 
-    Atomic: nothing appears at ``out_dir`` unless every file was written and fsynced. The elastic model's
-    active shape is restored afterwards. ``source`` (checkpoint/base path and sha256) and ``metrics`` go
+    Atomic: nothing appears at ``out_dir`` unless every file was written and fsynced. Adapters are merged in
+    eval mode; the elastic model's active shape and train/eval mode are restored afterwards. ``source`` (checkpoint/base path and sha256) and ``metrics`` go
     into the card and must be JSON-serialisable.
     """
     t0 = time.perf_counter()
@@ -127,12 +127,14 @@ def export_subnet(
     check_target(out_dir, overwrite)
     tok = tokenizer_files(tokenizer_dir) if tokenizer_dir is not None else []
     plan = plan_subnet(elastic.strategy, elastic.info, s)
-    previous = elastic.spec
+    previous, was_training = elastic.spec, elastic.training
+    elastic.eval()  # deterministic adapters (no router noise)
     elastic.set_shape(plan.spec)
     try:
         st = subnet_tensors(elastic, plan, dtype)
     finally:
         elastic.set_shape(previous)
+        elastic.train(was_training)
     config, layers = subnet_hf_config(elastic, plan, st, dtype)
     check_tensors(config, layers, st.tensors)
     card = build_card(elastic, plan, st, config, source=source, metrics=metrics, dtype=dtype)

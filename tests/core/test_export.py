@@ -8,6 +8,7 @@ from typing import Any, cast
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from core.elastic.model import ElasticModel
@@ -109,7 +110,8 @@ class HandLoRA:
         self.A, self.B, self.em = torch.randn(3, in_f, generator=g) * 0.2, torch.randn(out_f, 3, generator=g) * 0.2, em
 
     def scale(self) -> float:
-        return 0.5 + 0.1 * self.em.spec.num_layers - 0.3 * self.em.spec.ffn_width
+        noise = 1.0 if self.em.training else 0.0  # stands in for router noise: training only
+        return 0.5 + 0.1 * self.em.spec.num_layers - 0.3 * self.em.spec.ffn_width + noise
 
     def __call__(self, x: torch.Tensor, in_idx: torch.Tensor | None, out_idx: torch.Tensor | None) -> torch.Tensor:
         a = self.A if in_idx is None else self.A[:, in_idx]
@@ -127,12 +129,17 @@ def test_merged_adapters_match_elastic(tmp_path: Path, kind: str, kv: int) -> No
     for i in range(4):
         for j, lin in enumerate(em.elastic_linears(i).values()):
             lin.delta = HandLoRA(lin.out_features, lin.in_features, em, seed=10 * i + j)
+    em.eval()
     em.set_shape("L2-a1-f1")
     for spec in ("L4-a1-f1", "L3-a0.75-f0.5", "L2-a0.5-f0.75"):
         _assert_parity(em, spec, tmp_path / spec)
     em.set_shape("L2-a0.5-f0.5")
+    em.train()
     export_subnet(em, "L3-a1-f1", tmp_path / "restore")
-    assert em.spec.key == "L2-a0.5-f0.5"
+    assert em.spec.key == "L2-a0.5-f0.5" and em.training
+    em.eval()
+    _assert_parity(em, "L3-a1-f1", tmp_path / "restore2")
+    torch.testing.assert_close(load_file(str(tmp_path / "restore" / "model.safetensors")), load_file(str(tmp_path / "restore2" / "model.safetensors")))
 
 
 def test_unmergeable_adapter_is_an_error(tmp_path: Path) -> None:
