@@ -28,33 +28,41 @@ CARD_NAME = "amoeba_subnet.json"
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A model directory to profile. ``exported_shape`` is set for an exported subnet (one shape only)."""
+    """A model directory to profile. ``exported_shape`` / ``exported_kept`` are set for an exported subnet (one shape)."""
 
     path: Path
     info: ModelInfo
     raw_config: dict[str, Any]
     exported_shape: SubnetSpec | None = None
+    exported_kept: tuple[int, int] | None = None
     compensation_bias: bool = True
 
     @classmethod
     def open(cls, model_dir: Path, *, compensation_bias: bool = True) -> ModelSource:
-        """Read ``config.json`` (and the subnet card if present); raises naming what is wrong."""
+        """Read ``config.json`` (and the subnet card if present); raises naming what is wrong.
+
+        For an exported subnet, ``info`` is the *base* model of its card (``base_model``) so that widths and
+        kept counts mean the same as for config-only shapes; per-layer (``global``) subnets are refused.
+        """
         from transformers import AutoConfig
 
         d = Path(model_dir)
         raw = read_config(d)
         info = ModelInfo.from_config(AutoConfig.from_pretrained(str(d)))
-        shape = None
         card = d / CARD_NAME
-        if card.is_file():
-            try:
-                meta = json.loads(card.read_text())
-                shape = SubnetSpec.parse(str(meta["shape"]))
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise UnsupportedModelError(f"{card} is not a valid subnet card (needs a 'shape' key): {e}") from None
-            if shape.num_layers != info.num_layers:
-                raise UnsupportedModelError(f"{card}: shape {shape.key} has {shape.num_layers} layers, config.json has {info.num_layers}")
-        return cls(d, info, raw, shape, compensation_bias)
+        if not card.is_file():
+            return cls(d, info, raw, None, None, compensation_bias)
+        try:
+            meta = json.loads(card.read_text())
+            shape = SubnetSpec.parse(str(meta["shape"]))
+            base = ModelInfo(**meta["base_model"]) if "base_model" in meta else info
+        except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as e:
+            raise UnsupportedModelError(f"{card} is not a valid subnet card (needs 'shape', optional 'base_model'): {e}") from None
+        if meta.get("per_layer"):
+            raise UnsupportedModelError(f"{d} is a per-layer (global allocation) subnet; profilers measure uniform subnets only")
+        if shape.num_layers != info.num_layers:
+            raise UnsupportedModelError(f"{card}: shape {shape.key} has {shape.num_layers} layers, config.json has {info.num_layers}")
+        return cls(d, base, raw, shape, (info.num_kv_heads, info.intermediate_size), compensation_bias)
 
     @property
     def kind(self) -> str:
@@ -84,8 +92,8 @@ class ModelSource:
     def kept(self, spec: SubnetSpec) -> tuple[int, int]:
         """(KV groups, MLP channels) per layer of ``spec`` as actually built."""
         self.check(spec)
-        if self.exported_shape is not None:
-            return self.info.num_kv_heads, self.info.intermediate_size
+        if self.exported_kept is not None:
+            return self.exported_kept
         return kept_kv_groups(self.info, spec.attn_width), kept_ffn_channels(self.info, spec.ffn_width)
 
     def shape_config(self, spec: SubnetSpec) -> PretrainedConfig:

@@ -7,6 +7,7 @@ TTFT of one repetition = prefill of the prompt up to the first sampled token; TP
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -66,19 +67,20 @@ def one_generation(runner: Runner, gen_len: int) -> tuple[float, float]:
     return (t1 - t0) * 1e3, (t2 - t1) * 1e3 / (gen_len - 1)
 
 
-def time_runner(runner: Runner, workload: Workload, settings: MeasureSettings, *, what: str = "shape") -> Timing:
-    """Warm up, time ``settings.repetitions`` generations; re-measure (then mark or refuse) when contended."""
+def time_generations(generate: Callable[[], tuple[float, float]], settings: MeasureSettings, *, what: str = "shape") -> Timing:
+    """Call ``generate() -> (ttft_ms, tpot_ms)`` for warm-up and timed repetitions; when other processes competed
+    for the CPU, re-measure up to ``busy_retries`` times, then mark the result busy or refuse (``busy_policy``)."""
     busy, contention = False, 0.0
     ttft: list[float] = []
     tpot: list[float] = []
     for _attempt in range(settings.busy_retries + 1):
         for _ in range(settings.warmup):
-            one_generation(runner, workload.gen_len)
+            generate()
         mon = CpuMonitor()
         mon.start()
         ttft, tpot = [], []
         for _ in range(settings.repetitions):
-            a, b = one_generation(runner, workload.gen_len)
+            a, b = generate()
             ttft.append(a)
             tpot.append(b)
         contention = mon.stop()
@@ -89,3 +91,8 @@ def time_runner(runner: Runner, workload: Workload, settings: MeasureSettings, *
         raise MachineBusyError(f"{what}: other processes used {contention:.2f} cores during the measurement "
                                f"(only {settings.busy_tolerance:+.2f} over the free cores is tolerated); retry on an idle machine")
     return Timing(summarise(ttft), summarise(tpot), busy, contention)
+
+
+def time_runner(runner: Runner, workload: Workload, settings: MeasureSettings, *, what: str = "shape") -> Timing:
+    """``time_generations`` over our own prefill + KV-cached decode loop of ``runner``."""
+    return time_generations(lambda: one_generation(runner, workload.gen_len), settings, what=what)

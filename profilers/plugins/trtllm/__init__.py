@@ -1,0 +1,1 @@
+"""TensorRT-LLM flow (LLM API, PyTorch backend, dummy weights); its pure parts live in ``config``."""

@@ -1,0 +1,64 @@
+"""Shapes from a base config (export's rounding and architecture) and from a real exported subnet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.errors import ConfigError, UnsupportedModelError
+from core.spec import SubnetSpec
+from profilers.base import MeasureSettings
+from profilers.registry import get_profiler
+from profilers.source import ModelSource
+from profilers.workload import Workload
+from tests.conftest import make_tiny
+
+
+def test_config_shapes_use_export_rounding_and_biases(tiny_base: Path) -> None:
+    src = ModelSource.open(tiny_base)
+    assert src.kind == "config" and src.kept(SubnetSpec(3, 0.5, 0.75)) == (1, 96)
+    cfg = src.shape_config(SubnetSpec(3, 0.5, 0.75))
+    assert (cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.intermediate_size) == (3, 1, 96)
+    assert cfg.attention_bias and cfg.mlp_bias
+    full = src.shape_config(SubnetSpec(4))
+    assert not full.attention_bias and not full.mlp_bias
+    assert not ModelSource.open(tiny_base, compensation_bias=False).shape_config(SubnetSpec(3, 0.5, 0.75)).mlp_bias
+    with pytest.raises(ConfigError, match="exceed"):
+        src.kept(SubnetSpec(5))
+
+
+def test_exported_subnet_is_measured_as_its_own_shape(tmp_path: Path) -> None:
+    from core.elastic.model import ElasticModel
+    from core.export.writer import export_subnet
+    from core.model.loader import ModelInfo
+    from core.strategy.schema import naive_strategy
+
+    model = make_tiny("llama", layers=4, hidden=64, heads=4, kv=2, inter=128)
+    info = ModelInfo.from_config(model.config)
+    em = ElasticModel(model, naive_strategy(info, "sha", min_layers=2, widths=(1.0, 0.5, 0.75)))
+    out = tmp_path / "sub"
+    export_subnet(em, "L3-a0.5-f0.75", out)
+    src = ModelSource.open(out)
+    assert src.kind == "exported" and src.exported_shape == SubnetSpec(3, 0.5, 0.75)
+    assert src.info.num_layers == 4 and src.kept(SubnetSpec(3, 0.5, 0.75)) == (1, 96)
+    assert src.facts().source == "exported"
+    with pytest.raises(ConfigError, match="exported subnet"):
+        src.kept(SubnetSpec(4))
+    for engine in ("torch", "onnxruntime"):
+        row = get_profiler(engine, MeasureSettings(warmup=0, repetitions=1, busy_retries=0)).measure(src, SubnetSpec(3, 0.5, 0.75), Workload(1, 6, 3))
+        assert row.shape == "L3-a0.5-f0.75" and (row.kv_groups, row.ffn_channels) == (1, 96)
+
+
+def test_bad_card_is_refused(tmp_path: Path, tiny_base: Path) -> None:
+    import shutil
+
+    d = tmp_path / "m"
+    shutil.copytree(tiny_base, d)
+    (d / "amoeba_subnet.json").write_text(json.dumps({"nope": 1}))
+    with pytest.raises(UnsupportedModelError, match="needs 'shape'"):
+        ModelSource.open(d)
+    (d / "amoeba_subnet.json").write_text(json.dumps({"shape": "L3-a1-f1"}))
+    with pytest.raises(UnsupportedModelError, match="3 layers, config.json has 4"):
+        ModelSource.open(d)
