@@ -37,8 +37,12 @@ class Infeasible(ServiceError):
         self.detail = detail
 
 
-class NotReady(ServiceError):
-    """The result is being built outside the request → 202 (or 503) with Retry-After."""
+class CommitsWork(Exception):
+    """Marker: an error raised after queuing work that must be kept (the transaction commits, then it propagates)."""
+
+
+class NotReady(CommitsWork, ServiceError):
+    """The result is being built outside the request (its job was queued) → 202 (or 503) with Retry-After."""
 
     def __init__(self, message: str, retry_after_s: int = 2, status: str = "pending", http_status: int = 202) -> None:
         super().__init__(message)

@@ -41,11 +41,16 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One transaction: commit on success, roll back on any error."""
+        """One transaction: commit on success, roll back on any error (except ``CommitsWork`` errors, which commit)."""
+        from server.errors import CommitsWork
+
         with self.sessions() as s:
             try:
                 yield s
                 s.commit()
+            except CommitsWork:
+                s.commit()
+                raise
             except BaseException:
                 s.rollback()
                 raise

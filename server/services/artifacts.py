@@ -7,13 +7,11 @@ rename), so a crash mid-build never leaves a corrupt artifact; the job table req
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import shutil
 import tarfile
 import uuid
 from pathlib import Path
-from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -77,35 +75,23 @@ def write_tar(src: Path, dest: Path, arcname: str) -> tuple[str, int]:
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-    h = hashlib.sha256()
     try:
-        with open(tmp, "wb") as raw:
-            sink = _HashingWriter(raw, h)
-            with tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-                for f in sorted(p for p in src.rglob("*") if p.is_file()):
-                    info = tarfile.TarInfo(f"{arcname}/{f.relative_to(src).as_posix()}")
-                    info.size, info.mtime, info.mode = f.stat().st_size, 0, 0o644
-                    with open(f, "rb") as fh:
-                        tar.addfile(info, fh)
-            raw.flush()
-            os.fsync(raw.fileno())
+        with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for f in sorted(p for p in src.rglob("*") if p.is_file()):
+                info = tarfile.TarInfo(f"{arcname}/{f.relative_to(src).as_posix()}")
+                info.size, info.mtime, info.mode = f.stat().st_size, 0, 0o644
+                with open(f, "rb") as fh:
+                    tar.addfile(info, fh)
+        h = hashlib.sha256()
+        with open(tmp, "rb+") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+            os.fsync(fh.fileno())
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return h.hexdigest(), dest.stat().st_size
-
-
-class _HashingWriter(io.RawIOBase):
-    def __init__(self, raw: BinaryIO, h: hashlib._Hash) -> None:
-        self.raw, self.h = raw, h
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: bytes) -> int:  # type: ignore[override]
-        self.h.update(b)
-        return self.raw.write(b)
 
 
 def build_artifact(db: Database, runtime: Runtime, artifact_dir: Path, subnet_id: int) -> Artifact:

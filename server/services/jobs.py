@@ -11,15 +11,15 @@ from server.db.base import utcnow
 from server.db.models import Job
 
 
-def enqueue(s: Session, kind: str, key: str, payload: dict[str, Any] | None = None) -> Job:
-    """Queue a job unless one with ``key`` exists; a failed one is re-armed (its attempts reset)."""
+def enqueue(s: Session, kind: str, key: str, payload: dict[str, Any] | None = None, *, rearm: bool = False) -> Job:
+    """Queue a job unless one with ``key`` exists; ``rearm`` puts a finished one back to pending (failed ones stay)."""
     job = s.scalar(select(Job).where(Job.key == key))
     if job is None:
         job = Job(kind=kind, key=key, payload=payload or {}, status="pending", attempts=0)
         s.add(job)
         s.flush()
-    elif job.status == "failed" or (job.status == "done" and payload is not None and job.payload != payload):
-        job.status, job.attempts, job.error, job.payload = "pending", 0, None, payload or job.payload
+    elif rearm and job.status == "done":
+        job.status, job.attempts, job.error = "pending", 0, None
     return job
 
 

@@ -8,14 +8,14 @@ from sqlalchemy.orm import Session
 from core.latency import LatencyModel
 from server.db.models import Device, Engine, PredictorFit, Profile, Workload
 from server.db.session import Database
-from server.errors import NotFound, NotReady
+from server.errors import Invalid, NotFound, NotReady
 from server.services import jobs
 from server.services.profiles import REFIT, latest_profile, profile_table
 
 
 def refit(db: Database, profile_id: int) -> PredictorFit:
     """Fit the predictor on profile ``profile_id`` and store it (the ``refit`` job handler). Idempotent."""
-    from profilers.predictor import fit_predictor
+    from profilers.predictor.model import LatencyPredictor
 
     with db.session() as s:
         prof = s.get(Profile, profile_id)
@@ -25,12 +25,12 @@ def refit(db: Database, profile_id: int) -> PredictorFit:
         if existing is not None:
             return existing
         table = profile_table(prof)
-    pred = fit_predictor(table)
-    report = pred.report
+    pred = LatencyPredictor.fit(table)
+    held_out = pred.held_out("tpot_ms")
     with db.session() as s:
         prof = s.get_one(Profile, profile_id)
         fit = PredictorFit(device_id=prof.device_id, engine_id=prof.engine_id, workload_id=prof.workload_id, profile_id=prof.id,
-                           state=pred.to_json(), mape=report.mape, within_10pct=report.within_10pct)
+                           state=pred.state.model_dump(mode="json"), mape=held_out.mape_pct / 100.0, within_10pct=held_out.within_10pct)
         s.add(fit)
         s.flush()
         return fit
@@ -48,16 +48,18 @@ def latest_fit(s: Session, device: Device, engine: Engine, workload: Workload) -
 
 def latency_model(s: Session, device: Device, engine: Engine, workload: Workload) -> LatencyModel:
     """The predictor fitted on the newest profile; ``NotFound`` without any profile, ``NotReady`` while fitting."""
-    from profilers.predictor import Predictor
+    from profilers.predictor.model import LatencyPredictor
+    from profilers.predictor.state import PredictorState
 
     prof = latest_profile(s, device, engine, workload)
     if prof is None:
         raise NotFound(f"device {device.name!r} has no profile for engine {engine.name!r} and workload {workload.key!r}")
     fit = latest_fit(s, device, engine, workload)
     if fit is None or fit.profile_id != prof.id:
-        jobs.enqueue(s, REFIT, f"{REFIT}:{prof.id}", {"profile_id": prof.id})
+        job = jobs.enqueue(s, REFIT, f"{REFIT}:{prof.id}", {"profile_id": prof.id})
+        if fit is None and job.status == "failed":
+            raise Invalid(f"profile {prof.id} of {device.name}/{engine.name}/{workload.key} cannot be fitted: {job.error}")
         if fit is None:
             raise NotReady(f"the latency predictor of {device.name}/{engine.name}/{workload.key} is being fitted; retry shortly",
                            retry_after_s=2, status="fitting", http_status=503)
-    model: LatencyModel = Predictor.from_json(fit.state)
-    return model
+    return LatencyPredictor(PredictorState.model_validate(fit.state))

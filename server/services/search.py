@@ -17,7 +17,7 @@ from core.search.pareto import pareto_front
 from core.search.query import Budget, Found, ShapeResult, check_budget
 from core.search.shapes import LatencyView, UniformSpace
 from server.db.models import Device, Engine, Search, Subnet, Workload
-from server.errors import Infeasible, NotReady
+from server.errors import BuildFailed, Infeasible, NotReady
 from server.services import jobs
 from server.services.accuracy import ACCURACY, AccuracyService
 from server.services.artifacts import get_or_create_subnet
@@ -64,7 +64,9 @@ def search(s: Session, acc: AccuracyService, device: str, engine: str, workload:
     feasible = [sh for sh in space if budget.feasible(view.estimate(sh), view.gen_len)]
     missing = table.missing(feasible)
     if missing:
-        jobs.enqueue(s, ACCURACY, acc.job_key(), {})
+        job = jobs.enqueue(s, ACCURACY, acc.job_key(), {}, rearm=True)
+        if job.status == "failed":
+            raise BuildFailed(f"the accuracy table could not be computed: {job.error}")
         raise NotReady(f"accuracy of {len(missing)} of {len(feasible)} feasible shapes is being computed; retry shortly",
                        retry_after_s=5, status="computing accuracy", http_status=503)
     with acc.lock:

@@ -117,3 +117,44 @@ def register(client: Any, name: str = "dev1", **hardware: Any) -> str:
 
 def dumps(d: dict[str, Any]) -> str:
     return json.dumps(d)
+
+
+def make_checkpoint(root: Path, *, layers: int = 4, seed: int = 0) -> Path:
+    """A tiny base model directory with a naive ``strategy/`` (widths 1 and 0.5, depth 2..layers)."""
+    from core.model.loader import ModelInfo, weights_sha256
+    from core.strategy.schema import naive_strategy
+    from tests.conftest import make_tiny
+
+    d = root / "tiny-base"
+    m = make_tiny("llama", layers=layers, seed=seed)
+    m.save_pretrained(str(d))
+    naive_strategy(ModelInfo.from_config(m.config), weights_sha256(d), 2, (1.0, 0.5)).save(d / "strategy")
+    return d
+
+
+def tiny_metric_factory(ckpt: Any) -> Any:
+    """Perplexity over a fixed random token stream (the tiny model has no tokenizer)."""
+    import torch
+
+    from core.search.metrics import PerplexityMetric
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, ckpt.elastic.info.vocab_size, (16 * 3,), generator=g)
+    return PerplexityMetric(ids, 16, batch_size=4, max_windows=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
+@pytest.fixture
+def full_client(tmp_path: Path, db_url: str, tiny_ckpt: Path) -> Iterator[Any]:
+    """A TestClient with the tiny checkpoint and the tiny metric; jobs run when the test drains them."""
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+
+    app = create_app(settings_for(tmp_path, db_url, checkpoint=tiny_ckpt), metric_factory=tiny_metric_factory)
+    with TestClient(app) as c:
+        yield c

@@ -1,0 +1,208 @@
+"""Search, Pareto and artifact routes end to end in-process (refit, accuracy and export jobs drained explicitly)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from core.spec import SubnetSpec
+from server.db.models import Artifact, Job, Search
+from tests.server.conftest import make_table, register
+
+
+def _drain(client: Any) -> int:
+    return int(client.app.state.amoeba.worker.drain())
+
+
+def _setup(client: Any) -> None:
+    token = register(client)
+    r = client.post("/v1/devices/dev1/profiles", json=make_table(), headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 201, r.text
+
+
+def _query(budget: float, metric: str = "tpot", **kw: Any) -> dict[str, Any]:
+    return {"device": "dev1", "engine": "torch", "workload": "b1-p16-g8", "budget": {"latency_ms": budget, "metric": metric}, **kw}
+
+
+def test_search_waits_for_jobs_then_answers_the_exact_optimum(full_client: Any) -> None:
+    c = full_client
+    _setup(c)
+    r = c.post("/v1/search", json=_query(2.5))
+    assert r.status_code == 503 and r.headers["Retry-After"] and "fitted" in r.json()["detail"]
+    _drain(c)  # refit
+    r = c.post("/v1/search", json=_query(2.5))
+    assert r.status_code == 503 and "accuracy" in r.json()["detail"]
+    _drain(c)  # accuracy table of the whole space
+    r = c.post("/v1/search", json=_query(2.5))
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert a["latency_ms"] <= 2.5 and a["predicted"]["tpot_ms"] == pytest.approx(a["latency_ms"])
+    assert a["artifact_url"].endswith(f"/v1/subnets/{a['subnet_id']}/artifact")
+    # reference: brute force over the space with the same predictor and cached accuracies
+    state = c.app.state.amoeba
+    with state.db.session() as s:
+        from server.services.latency import latency_model
+        from server.services.search import resolve
+
+        model = latency_model(s, *resolve(s, "dev1", "torch", "b1-p16-g8"))
+    table = state.accuracy.table()
+    feasible = [(table.accuracy(sp), sp.key) for sp in state.accuracy.space if model.estimate(sp).tpot_ms <= 2.5]
+    assert a["shape"] == max(feasible)[1] and a["accuracy"] == pytest.approx(max(feasible)[0])
+    assert a["accuracy_raw"] > 1 and a["accuracy_metric"] == "ppl"
+    for n in a["neighbours"]:
+        assert n["shape"] != a["shape"]
+    # a looser budget never answers a less accurate shape
+    b = c.post("/v1/search", json=_query(100.0)).json()
+    assert b["accuracy"] >= a["accuracy"]
+
+
+def test_infeasible_and_unknowns(full_client: Any) -> None:
+    c = full_client
+    _setup(c)
+    _drain(c)
+    r = c.post("/v1/search", json=_query(0.01))
+    assert r.status_code == 422
+    body = r.json()
+    assert body["fastest_ms"] > 0.01 and SubnetSpec.parse(body["fastest_shape"]).num_layers == 2 and "fastest" in body["detail"]
+    assert c.post("/v1/search", json={**_query(1.0), "device": "ghost"}).status_code == 404
+    assert c.post("/v1/search", json={**_query(1.0), "engine": "tensorrt"}).status_code == 404
+    assert c.post("/v1/search", json={**_query(1.0), "workload": "b8-p16-g8"}).status_code == 404
+    r = c.post("/v1/search", json={**_query(1.0), "budget": {"latency_ms": -1, "metric": "tpot"}})
+    assert r.status_code == 422 and "latency_ms" in str(r.json()["detail"])
+    r = c.post("/v1/search", json={**_query(1.0), "budget": {"latency_ms": 1, "metric": "fast"}})
+    assert r.status_code == 422 and "metric" in str(r.json()["detail"])
+    with c.app.state.amoeba.db.session() as s:  # the infeasible query is recorded, with its timing
+        rows = s.scalars(select(Search)).all()
+        assert len(rows) == 1 and rows[0].feasible is False and rows[0].duration_ms > 0
+
+
+def test_memory_budget(full_client: Any) -> None:
+    c = full_client
+    _setup(c)
+    _drain(c)
+    c.post("/v1/search", json=_query(100.0))
+    _drain(c)
+    r = c.post("/v1/search", json=_query(100.0, memory_mb=125.0))
+    assert r.status_code == 200, r.text
+    assert r.json()["predicted"]["peak_mem_mb"] <= 125.0 and r.json()["num_layers"] == 2
+    r = c.post("/v1/search", json=_query(100.0, memory_mb=50.0))
+    assert r.status_code == 422 and "MB" in r.json()["detail"]
+
+
+def test_pareto_route(full_client: Any) -> None:
+    c = full_client
+    _setup(c)
+    _drain(c)
+    c.post("/v1/search", json=_query(100.0))
+    _drain(c)
+    r = c.get("/v1/devices/dev1/pareto", params={"engine": "torch", "workload": "b1-p16-g8"})
+    assert r.status_code == 200
+    pts = r.json()["points"]
+    assert len(pts) >= 2
+    lat = [p["latency_ms"] for p in pts]
+    acc = [p["accuracy"] for p in pts]
+    assert lat == sorted(lat) and acc == sorted(acc)  # faster → less accurate along the front
+    assert c.get("/v1/devices/dev1/pareto", params={"engine": "torch", "workload": "b1-p1-g8"}).status_code == 404
+
+
+def test_artifact_built_by_worker_streamed_and_loadable(full_client: Any, tmp_path: Path) -> None:
+    c = full_client
+    _setup(c)
+    _drain(c)
+    c.post("/v1/search", json=_query(2.5))
+    _drain(c)
+    a = c.post("/v1/search", json=_query(2.5)).json()
+    sid = a["subnet_id"]
+    assert c.get(f"/v1/subnets/{sid}").json()["artifact"]["status"] == "not requested"
+    r = c.get(f"/v1/subnets/{sid}/artifact")
+    assert r.status_code == 202 and int(r.headers["Retry-After"]) > 0
+    assert c.get(f"/v1/subnets/{sid}/artifact").status_code == 202  # no second job
+    with c.app.state.amoeba.db.session() as s:
+        assert len(s.scalars(select(Job).where(Job.kind == "export")).all()) == 1
+    assert _drain(c) == 1
+    r = c.get(f"/v1/subnets/{sid}/artifact")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-tar"
+    sha = hashlib.sha256(r.content).hexdigest()
+    assert r.headers["X-Amoeba-SHA256"] == sha and r.headers["ETag"] == f'"{sha}"'
+    info = c.get(f"/v1/subnets/{sid}").json()
+    assert info["artifact"]["status"] == "ready" and info["artifact"]["sha256"] == sha and info["shape"] == a["shape"]
+    assert c.get(f"/v1/subnets/{sid}/artifact", headers={"If-None-Match": f'"{sha}"'}).status_code == 304
+    # reused: same bytes, no new job
+    assert hashlib.sha256(c.get(f"/v1/subnets/{sid}/artifact").content).hexdigest() == sha and _drain(c) == 0
+    with tarfile.open(fileobj=io.BytesIO(r.content)) as tar:
+        tar.extractall(tmp_path / "x", filter="data")
+    (model_dir,) = list((tmp_path / "x").iterdir())
+    from transformers import AutoModelForCausalLM
+
+    from core.export.manifest import verify_export
+
+    assert verify_export(model_dir)
+    m = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    spec = SubnetSpec.parse(a["shape"])
+    assert m.config.num_hidden_layers == spec.num_layers == a["num_layers"]
+    assert m.config.num_key_value_heads == max(1, round(2 * spec.attn_width))
+    assert c.get("/v1/subnets/999").status_code == 404 and c.get("/v1/subnets/999/artifact").status_code == 404
+
+
+def test_export_job_survives_a_restart(full_client: Any) -> None:
+    """A build interrupted mid-way (job left running, temp files behind) is requeued and finished cleanly."""
+    from server.services import jobs
+    from server.services.artifacts import clean_stale_builds
+
+    c = full_client
+    state = c.app.state.amoeba
+    _setup(c)
+    _drain(c)
+    c.post("/v1/search", json=_query(2.5))
+    _drain(c)
+    sid = c.post("/v1/search", json=_query(2.5)).json()["subnet_id"]
+    assert c.get(f"/v1/subnets/{sid}/artifact").status_code == 202
+    with state.db.sessions() as s:  # a worker claims the job... and the process dies
+        assert jobs.claim(s) is not None
+    art_dir = state.settings.artifacts_path()
+    (art_dir / ".build" / f"{sid}-dead").mkdir(parents=True)
+    (art_dir / ".half.tar.x.tmp").write_bytes(b"partial")
+    assert _drain(c) == 0  # nothing pending: the job is 'running'
+    assert state.worker.recover() == 1  # restart
+    clean_stale_builds(art_dir)
+    assert not (art_dir / ".build").exists() and not list(art_dir.glob(".*.tmp"))
+    assert _drain(c) == 1
+    r = c.get(f"/v1/subnets/{sid}/artifact")
+    assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == r.headers["X-Amoeba-SHA256"]
+    with state.db.session() as s:
+        assert s.scalar(select(Artifact.status)) == "ready"
+
+
+def test_write_tar_is_atomic(tmp_path: Path) -> None:
+    from server.services.artifacts import write_tar
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    (src / "b.bin").write_bytes(b"\0" * 1000)
+    dest = tmp_path / "out" / "x.tar"
+    sha1, size = write_tar(src, dest, "x")
+    assert dest.stat().st_size == size and hashlib.sha256(dest.read_bytes()).hexdigest() == sha1
+    assert write_tar(src, tmp_path / "out" / "y.tar", "x")[0] == sha1  # deterministic
+    (src / "c.txt").write_text("c")
+    (src / "c.txt").chmod(0)
+    import os
+
+    if os.geteuid() != 0:  # root reads anything; then break the source differently
+        with pytest.raises(PermissionError):
+            write_tar(src, tmp_path / "out" / "z.tar", "x")
+    else:
+        (src / "c.txt").unlink()
+        (src / "c.txt").symlink_to(tmp_path / "missing")
+        (src / "d.txt").mkdir()
+        import unittest.mock as um
+
+        with um.patch("tarfile.TarFile.addfile", side_effect=OSError("disk full")), pytest.raises(OSError, match="disk full"):
+            write_tar(src, tmp_path / "out" / "z.tar", "x")
+    assert not (tmp_path / "out" / "z.tar").exists() and not list((tmp_path / "out").glob(".*.tmp"))
