@@ -34,7 +34,7 @@ class GateSource:
         self.widths = widths
         self.noise_seed: int | None = None
         self.computations = 0
-        self._key: str | None = None
+        self._key: tuple[object, ...] | None = None
         self._gate: torch.Tensor | None = None
 
     def invalidate(self) -> None:
@@ -49,11 +49,17 @@ class GateSource:
         gen = torch.Generator().manual_seed(self.noise_seed) if self.noise_seed is not None else None
         return self._router(enc, gen)  # type: ignore[no-any-return]
 
+    def _cache_key(self) -> tuple[object, ...]:
+        """Everything the gate depends on: shape, router mode/noise seed/weights version, grad mode."""
+        r = self._router
+        router_state = (r.training, self.noise_seed, r.proj.weight._version, r.proj.bias._version) if r is not None else ()
+        return (self._elastic.spec.key, self._elastic.active_layers, torch.is_grad_enabled(), *router_state)
+
     def __call__(self) -> torch.Tensor:
-        spec = self._elastic.spec
-        if self._gate is None or self._key != spec.key:
-            self._gate = self.gate_for(spec, self._elastic.active_layers)
-            self._key = spec.key
+        key = self._cache_key()
+        if self._gate is None or self._key != key:
+            self._gate = self.gate_for(self._elastic.spec, self._elastic.active_layers)
+            self._key = key
             self.computations += 1
         return self._gate
 

@@ -136,6 +136,23 @@ def test_gate_is_computed_once_per_forward() -> None:
     assert len(calls) == 3
 
 
+def test_cached_training_gate_is_not_reused_in_eval() -> None:
+    """A noisy gate cached by a training forward must not leak into export/eval of the same shape."""
+    em = _elastic()
+    smol = attach_smol(em, SmolConfig(router_noise_std=5.0))
+    em.set_shape("L3-a0.75-f0.5")
+    em.train()
+    em(torch.randint(0, 97, (1, 5)))
+    noisy = smol.source().detach().clone()
+    em.eval()
+    clean = smol.source().detach()
+    torch.testing.assert_close(clean, smol.gate("L3-a0.75-f0.5", em), rtol=0, atol=0)
+    assert not torch.equal(noisy, clean)
+    with torch.no_grad():
+        smol.router.proj.bias.add_(torch.tensor([9.0, 0, 0, 0, 0]))  # type: ignore[union-attr]
+    assert smol.source()[0] > 0  # an in-place weight update invalidates the cached gate
+
+
 def test_router_gets_gradient_and_single_lora_has_no_router() -> None:
     em = _elastic()
     smol = attach_smol(em, SmolConfig())
