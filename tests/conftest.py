@@ -44,6 +44,15 @@ def make_tiny(
     return model.eval()
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tests run single-threaded: with two threads on a shared 2-core machine, contention makes them far slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_model_dir(tmp_path: Path) -> Path:
     """A saved tiny GQA Llama (4 layers, 4 heads over 2 KV groups)."""

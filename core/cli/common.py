@@ -24,7 +24,7 @@ def cli_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (AmoebaError, FileNotFoundError, ValueError) as e:
-            console.print(f"[red]error:[/red] {e}", markup=True, highlight=False)
+            console.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
