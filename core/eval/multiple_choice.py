@@ -124,22 +124,27 @@ def build_requests(tokenizer: Any, items: Sequence[MultipleChoiceItem], max_len:
     return out
 
 
-def _score_batch(logits_fn: LogitsFn, batch: list[_Request], device: torch.device | str | None) -> list[float]:
-    width = max(len(r.tokens) for r in batch)
+def _score_batch(logits_fn: LogitsFn, batch: list[list[_Request]], device: torch.device | str | None) -> list[list[float]]:
+    """One forward over the distinct inputs of ``batch`` (each group shares its input tokens) → log-likelihoods."""
+    width = max(len(group[0].tokens) for group in batch)
     ids = torch.zeros(len(batch), width, dtype=torch.long)  # right padding: causal attention never sees it
-    for b, r in enumerate(batch):
-        ids[b, : len(r.tokens)] = torch.tensor(r.tokens)
+    for b, group in enumerate(batch):
+        ids[b, : len(group[0].tokens)] = torch.tensor(group[0].tokens)
     if device is not None:
         ids = ids.to(device)
     logits = logits_fn(ids)
     if logits.dim() != 3 or logits.shape[:2] != ids.shape:
         raise ConfigError(f"logits_fn returned shape {tuple(logits.shape)} for input {tuple(ids.shape)}; expected [B, T, V]")
     out = []
-    for b, r in enumerate(batch):
-        end = len(r.tokens)
-        lp = torch.log_softmax(logits[b, end - len(r.targets) : end].float(), dim=-1)
-        tgt = torch.tensor(r.targets, device=lp.device).unsqueeze(1)
-        out.append(float(lp.gather(1, tgt).sum().item()))
+    for b, group in enumerate(batch):
+        end = len(group[0].tokens)
+        span = max(len(r.targets) for r in group)
+        lp = torch.log_softmax(logits[b, end - span : end].float(), dim=-1)  # [span, V]
+        vals = []
+        for r in group:
+            tgt = torch.tensor(r.targets, device=lp.device).unsqueeze(1)
+            vals.append(float(lp[span - len(r.targets) :].gather(1, tgt).sum().item()))
+        out.append(vals)
     return out
 
 
@@ -157,18 +162,22 @@ def score_items(
     """Score every choice of every item (``batch_size`` sequences per forward, longest first) → ``ItemScore``s.
 
     ``max_len``: the model context; longer inputs lose tokens on the left. ``add_bos=None`` follows the
-    tokenizer's default (``bos_prefix``). ``on_progress(done, total)`` counts scored choices.
+    tokenizer's default (``bos_prefix``). Choices whose model input is identical (e.g. one-token answers such as
+    MMLU's letters) share one forward pass. ``on_progress(done, total)`` counts distinct inputs.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    requests = build_requests(tokenizer, items, max_len, add_bos)
-    order = sorted(range(len(requests)), key=lambda k: -len(requests[k].tokens))
+    groups: dict[tuple[int, ...], list[_Request]] = {}
+    for r in build_requests(tokenizer, items, max_len, add_bos):
+        groups.setdefault(r.tokens, []).append(r)
+    order = sorted(groups.values(), key=lambda g: -len(g[0].tokens))
     ll = [[0.0] * it.num_choices for it in items]
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
-            batch = [requests[k] for k in order[start : start + batch_size]]
-            for r, v in zip(batch, _score_batch(logits_fn, batch, device), strict=True):
-                ll[r.item][r.choice] = v
+            batch = order[start : start + batch_size]
+            for group, vals in zip(batch, _score_batch(logits_fn, batch, device), strict=True):
+                for r, v in zip(group, vals, strict=True):
+                    ll[r.item][r.choice] = v
             if on_progress is not None:
                 on_progress(min(start + batch_size, len(order)), len(order))
     scores = []

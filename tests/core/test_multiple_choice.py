@@ -160,3 +160,31 @@ def test_ties_go_to_the_first_choice_and_empty_task_is_refused() -> None:
     assert s.pred == 0
     with pytest.raises(ConfigError):
         evaluate_items("t", successor, CharTok(), [], 64)
+
+
+def test_identical_inputs_share_one_forward_row() -> None:
+    rows: list[int] = []
+
+    def counting(ids: torch.Tensor) -> torch.Tensor:
+        rows.append(ids.shape[0])
+        return successor(ids)
+
+    mixed = MultipleChoiceItem(("ab", "abc"), ("cd", "d"), 0, (2, 1))  # both choices feed "abc" to the model
+    letters = MultipleChoiceItem.with_choices("xyz:", ["a", "b", "c", "d"], 0)  # all feed "xyz: " (answer letter last)
+    m, lt = score_items(counting, CharTok(), [mixed, letters], 64, batch_size=8)
+    assert sum(rows) == 2
+    assert m.loglikelihoods == pytest.approx((0.0, 0.0), abs=1e-6)
+    assert lt.loglikelihoods == pytest.approx((-40.0, -80.0, -80.0, -80.0), rel=1e-4)  # " " after ":" is wrong, "a" after " " right
+
+
+def test_letter_answers_match_separate_forwards_on_a_real_model() -> None:
+    tok = spm_tokenizer()
+    model = make_tiny(vocab=len(tok))
+    fn = lambda ids: model(input_ids=ids).logits  # noqa: E731
+    prompt = "Which is a fruit?\nA. apple\nB. rock\nC. car\nD. cloud\nAnswer:"
+    (s,) = score_items(fn, tok, [MultipleChoiceItem.with_choices(prompt, list("ABCD"), 0)], 128)
+    for j, letter in enumerate("ABCD"):
+        ctx, cont = encode_pair(tok, prompt, " " + letter)
+        with torch.no_grad():
+            lp = torch.log_softmax(model(input_ids=torch.tensor([ctx + cont])).logits[0], -1)
+        assert s.loglikelihoods[j] == pytest.approx(sum(lp[len(ctx) - 1 + k, t].item() for k, t in enumerate(cont)), rel=1e-5)
