@@ -20,6 +20,7 @@ from core.spec import SubnetSpec
 from core.strategy.schema import Strategy
 
 _PREFIX = {**{n: "self_attn" for n in ATTN_TARGETS}, **{n: "mlp" for n in MLP_TARGETS}}
+_TARGET_PARAMS = tuple(f"{p}.{n}." for n, p in _PREFIX.items())  # wrapped linears' (and adapters') parameter prefixes
 
 
 @runtime_checkable
@@ -118,7 +119,7 @@ def _layer_linears(elastic: ElasticModel, lp: LayerPlan) -> dict[str, tuple[torc
     """The seven sliced (weight, bias-or-None) pairs of one kept layer; compensation folded into o/down biases."""
     info = elastic.info
     lin = elastic.elastic_linears(lp.source)
-    full_attn = len(lp.kv_groups) == info.num_kv_heads and lp.kv_groups == tuple(range(info.num_kv_heads))
+    full_attn = lp.kv_groups == tuple(range(info.num_kv_heads))
     full_ffn = lp.ffn_channels == tuple(range(info.intermediate_size))
     q = None if full_attn else head_rows(lp.kv_groups, info)
     kv = None if full_attn else kv_rows(lp.kv_groups, info)
@@ -177,8 +178,7 @@ def subnet_tensors(elastic: ElasticModel, plan: SubnetPlan, dtype: torch.dtype =
             out[f"{prefix}.weight"] = w
             if attn_bias if name in ATTN_TARGETS else mlp_bias:
                 out[f"{prefix}.bias"] = b if b is not None else w.new_zeros(w.shape[0])
-        targets = tuple(f"{_PREFIX[n]}.{n}." for n in _PREFIX)
         for pname, t in elastic.decoder_layers[lp.source].state_dict().items():
-            if not pname.startswith(targets):
+            if not pname.startswith(_TARGET_PARAMS):
                 out[f"model.layers.{j}.{pname}"] = t
     return SubnetTensors({k: v.detach().to(dtype).contiguous() for k, v in out.items()}, attn_bias, mlp_bias)
