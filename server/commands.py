@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from core.cli.common import cli_errors, console
+from core.cli.common import cli_errors, console, progress
+from core.errors import AmoebaError
 
 
 def register(app: typer.Typer) -> None:
@@ -34,10 +35,38 @@ def serve(
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    prepare(settings, migrate=settings.database_url is None if migrate is None else migrate, bootstrap=bootstrap and settings.bootstrap_profile)
+    do_migrate = settings.database_url is None if migrate is None else migrate
+    with progress() as bar:
+        task = bar.add_task("profiling this machine", total=None, info="", visible=False)
+
+        def on_shape(done: int, total: int, info: str) -> None:
+            bar.update(task, completed=done, total=total, info=info, visible=True)
+
+        prepared = prepare(settings, migrate=do_migrate, bootstrap=bootstrap and settings.bootstrap_profile, on_shape=on_shape)
+    if prepared.admin_token:
+        console.print(f"[bold]admin token (shown once, keep it): {prepared.admin_token}[/bold]  (user {settings.admin_user!r} for /admin)")
+    if prepared.device_token:
+        console.print(f"device {prepared.device!r} registered; its token (shown once): {prepared.device_token}")
+    if prepared.profiled_shapes:
+        console.print(f"profiled {prepared.device!r}: {prepared.profiled_shapes} shapes on {settings.bootstrap_engine} at {settings.bootstrap_workload}")
     app = create_app(settings)
+    try:
+        warm_accuracy(app)
+    except AmoebaError as e:
+        console.print(f"[yellow]warning:[/yellow] accuracy table not queued: {e}", highlight=False)
     console.print(f"serving on http://{settings.host}:{settings.port}  (dashboard: /admin, API docs: /docs)")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+
+
+def warm_accuracy(app: Any) -> None:
+    """Queue the accuracy table of the whole shape space so the first search does not wait for it."""
+    from server.services import jobs
+    from server.services.accuracy import ACCURACY
+
+    state = app.state.amoeba
+    key = state.accuracy.job_key()
+    with state.db.session() as s:
+        jobs.enqueue(s, ACCURACY, key, {}, rearm=True)
 
 
 @cli_errors

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-29 03:54:08.663861
+Create Date: 2026-11-29 04:04:58.144260
 """
 
 from __future__ import annotations
@@ -157,6 +157,7 @@ def upgrade() -> None:
     sa.Column('state', sa.JSON(), nullable=False),
     sa.Column('mape', sa.Float(), nullable=True),
     sa.Column('within_10pct', sa.Float(), nullable=True),
+    sa.Column('includes_busy', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_predictor_fits_device_id_devices'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['engine_id'], ['engines.id'], name=op.f('fk_predictor_fits_engine_id_engines')),

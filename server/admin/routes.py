@@ -81,7 +81,7 @@ def device_page(name: str, request: Request, state: State, metric: str = "tpot")
                     plot["note"] = "no shape with a known accuracy yet (the accuracy table is being computed)"
                 fit = latest_fit(s, dev, prof.engine, prof.workload)
                 if fit is not None and fit.mape is not None and fit.within_10pct is not None:
-                    plot["fit"] = {"mape": fit.mape, "within": fit.within_10pct}
+                    plot["fit"] = {"mape": fit.mape, "within": fit.within_10pct, "busy": fit.includes_busy}
             except AmoebaError as e:
                 plot["note"] = str(e)
             plots.append(plot)

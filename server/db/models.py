@@ -89,7 +89,10 @@ class ProfileRow(Base):
 
 
 class PredictorFit(Timestamped, Base):
-    """A fitted latency predictor for (device, engine, workload): state as JSON data, held-out errors."""
+    """A fitted latency predictor for (device, engine, workload): state as JSON data, held-out tpot errors.
+
+    ``includes_busy``: too few uncontended rows, so rows measured on a busy machine were used (flagged).
+    """
 
     __tablename__ = "predictor_fits"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -100,6 +103,7 @@ class PredictorFit(Timestamped, Base):
     state: Mapped[dict[str, Any]] = mapped_column(default=dict)
     mape: Mapped[float | None] = mapped_column(Float)
     within_10pct: Mapped[float | None] = mapped_column(Float)
+    includes_busy: Mapped[bool] = mapped_column(default=False)
 
 
 class AccuracyEntry(Timestamped, Base):

@@ -15,7 +15,7 @@ from server.services.profiles import REFIT, latest_profile, profile_table
 
 def refit(db: Database, profile_id: int) -> PredictorFit:
     """Fit the predictor on profile ``profile_id`` and store it (the ``refit`` job handler). Idempotent."""
-    from profilers.predictor.model import LatencyPredictor
+    from profilers.predictor.model import MIN_ROWS, LatencyPredictor
 
     with db.session() as s:
         prof = s.get(Profile, profile_id)
@@ -25,12 +25,15 @@ def refit(db: Database, profile_id: int) -> PredictorFit:
         if existing is not None:
             return existing
         table = profile_table(prof)
-    pred = LatencyPredictor.fit(table)
+    busy = sum(r.busy for r in table.rows)
+    includes_busy = len(table.rows) - busy < MIN_ROWS <= len(table.rows)
+    pred = LatencyPredictor.fit(table, include_busy=includes_busy)
     held_out = pred.held_out("tpot_ms")
     with db.session() as s:
         prof = s.get_one(Profile, profile_id)
         fit = PredictorFit(device_id=prof.device_id, engine_id=prof.engine_id, workload_id=prof.workload_id, profile_id=prof.id,
-                           state=pred.state.model_dump(mode="json"), mape=held_out.mape_pct / 100.0, within_10pct=held_out.within_10pct)
+                           state=pred.state.model_dump(mode="json"), mape=held_out.mape_pct / 100.0, within_10pct=held_out.within_10pct,
+                           includes_busy=includes_busy)
         s.add(fit)
         s.flush()
         return fit

@@ -158,3 +158,24 @@ def full_client(tmp_path: Path, db_url: str, tiny_ckpt: Path) -> Iterator[Any]:
     app = create_app(settings_for(tmp_path, db_url, checkpoint=tiny_ckpt), metric_factory=tiny_metric_factory)
     with TestClient(app) as c:
         yield c
+
+
+CALIB_TEXT = (
+    "the quick brown fox jumps over the lazy dog. a small model reads a short story about a cat and a dog. "
+    "the cat sat on the mat and the dog ran in the park. every shape of the model keeps some layers and heads. "
+) * 8
+
+
+def add_tokenizer(model_dir: Path, vocab: int = 97) -> Path:
+    """Train a tiny BPE tokenizer (ids: <unk>=0, <s>=1, </s>=2) on ``CALIB_TEXT`` and save it into ``model_dir``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator([CALIB_TEXT], trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<unk>", "<s>", "</s>"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    fast.save_pretrained(str(model_dir))
+    calib = model_dir.parent / "calibration.txt"
+    calib.write_text(CALIB_TEXT)
+    return calib

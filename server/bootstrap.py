@@ -1,0 +1,122 @@
+"""What ``amoeba serve`` does before serving: migrate, make the admin secret, profile this machine once.
+
+The first profile is deliberately small (a thinned grid, few repetitions: ``AMOEBA_BOOTSTRAP_*``) so the
+embedded default is up in about a minute; upload a fuller table later with the agent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from core.errors import DataMissingError
+from core.spec import ShapeSpace
+from server.db.migrate import require_migrated, upgrade
+from server.db.models import Device, Profile
+from server.db.session import Database
+from server.services.admin import ensure_admin_secret
+from server.services.devices import create_device, get_or_create_engine, get_or_create_workload
+from server.services.profiles import ingest_profile
+from server.settings import Settings
+
+OnShape = Callable[[int, int, str], None]
+"""(done, total, description) after each measured shape."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the operator must be told once: a generated admin token / device token (else ``None``)."""
+
+    admin_token: str | None
+    device: str | None = None
+    device_token: str | None = None
+    profiled_shapes: int = 0
+
+
+def base_model_dir(checkpoint: Path) -> Path:
+    """The base model directory of a checkpoint (itself for a base model with ``strategy/``)."""
+    from core.checkpoint import CHECKPOINT_FILE, resolve_base
+
+    doc = checkpoint / CHECKPOINT_FILE
+    if doc.is_file():
+        return resolve_base(str(json.loads(doc.read_text())["base"]["path"]))
+    if not (checkpoint / "config.json").is_file():
+        raise DataMissingError(f"checkpoint not found at {checkpoint}: set AMOEBA_CHECKPOINT (a checkpoint or a base model with strategy/)")
+    return checkpoint
+
+
+def checkpoint_space(checkpoint: Path) -> ShapeSpace:
+    """The checkpoint's shape space, read from its strategy file (no weights loaded)."""
+    from core.strategy.schema import Strategy
+
+    return Strategy.load(checkpoint / "strategy").space
+
+
+def local_device_name(settings: Settings) -> str:
+    name = settings.bootstrap_device or re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "local"
+    return name[:128]
+
+
+def profile_local_device(db: Database, settings: Settings, on_shape: OnShape | None = None) -> tuple[str, str | None, int]:
+    """Register this machine (if new) and profile it on the bootstrap engine/workload if it has no such profile.
+
+    Returns (device name, its token if it was just created, number of shapes measured).
+    """
+    from profilers.agent import run_profile
+    from profilers.base import MeasureSettings
+    from profilers.registry import get_profiler
+    from profilers.shapes import GridOptions, grid_shapes
+    from profilers.source import ModelSource
+    from profilers.workload import Workload
+
+    name, token = local_device_name(settings), None
+    wl = Workload.parse(settings.bootstrap_workload)
+    with db.session() as s:
+        dev = s.scalar(select(Device).where(Device.name == name))
+        if dev is None:
+            dev, token = create_device(s, name, {"local": True})
+        eng, wrk = get_or_create_engine(s, settings.bootstrap_engine), get_or_create_workload(s, wl.key)
+        q = select(Profile.id).where(Profile.device_id == dev.id, Profile.engine_id == eng.id, Profile.workload_id == wrk.id)
+        if s.scalar(q) is not None:
+            return name, token, 0
+    ckpt = settings.checkpoint_path()
+    space = checkpoint_space(ckpt)
+    src = ModelSource.open(base_model_dir(ckpt))
+    specs = grid_shapes(src, GridOptions(min_layers=space.min_layers, widths=space.widths, max_shapes=settings.bootstrap_max_shapes))
+    profiler = get_profiler(settings.bootstrap_engine, MeasureSettings(warmup=1, repetitions=settings.bootstrap_repetitions,
+                                                                        threads=settings.torch_threads))
+
+    def on_row(i: int, row: object) -> None:
+        if on_shape is not None:
+            on_shape(i + 1, len(specs), str(getattr(row, "shape", "")))
+
+    table = run_profile(profiler, src, specs, wl, device_name=name, command="amoeba serve (first-start profile)", on_row=on_row)
+    with db.session() as s:
+        dev = s.scalar(select(Device).where(Device.name == name))
+        assert dev is not None
+        dev.hardware = {"local": True, "cpu_model": table.device.cpu_model, "cpu_count": table.device.cpu_count, "os": table.device.os}
+        ingest_profile(s, dev, table.model_dump(mode="json"))
+    return name, token, len(specs)
+
+
+def prepare(settings: Settings, *, migrate: bool, bootstrap: bool, on_shape: OnShape | None = None) -> Prepared:
+    """Migrate (if asked), check the schema, make the admin secret, and profile this machine (if asked)."""
+    url = settings.db_url()
+    if migrate:
+        upgrade(url)
+    db = Database(url)
+    try:
+        require_migrated(db.engine)
+        admin_token = ensure_admin_secret(db, settings)
+        if not bootstrap:
+            return Prepared(admin_token)
+        name, token, n = profile_local_device(db, settings, on_shape)
+        return Prepared(admin_token, name, token, n)
+    finally:
+        db.dispose()
