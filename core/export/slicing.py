@@ -181,4 +181,4 @@ def subnet_tensors(elastic: ElasticModel, plan: SubnetPlan, dtype: torch.dtype =
         for pname, t in elastic.decoder_layers[lp.source].state_dict().items():
             if not pname.startswith(_TARGET_PARAMS):
                 out[f"model.layers.{j}.{pname}"] = t
-    return SubnetTensors({k: v.detach().to(dtype).contiguous() for k, v in out.items()}, attn_bias, mlp_bias)
+    return SubnetTensors({k: v.detach().to(device="cpu", dtype=dtype).contiguous() for k, v in out.items()}, attn_bias, mlp_bias)
