@@ -37,6 +37,7 @@ def finetune_cmd(
     base_dtype: Annotated[str, typer.Option(help="Frozen base dtype: float32 or bfloat16 (int8/int4 need bitsandbytes).")] = "float32",
     with_calibration: Annotated[bool, typer.Option(help="Also train on the calibration split (off: it stays held out for Stage 1/search).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of data windows, shapes, router noise and adapter init.")] = 1234,
+    device: Annotated[str, typer.Option(help="cpu or cuda (under torchrun: each rank's own GPU).")] = "cpu",
 ) -> None:
     """Fine-tune SMoL adapters so that every shape of the strategy works (sandwich sampling + distillation)."""
     from transformers import AutoTokenizer
@@ -57,6 +58,7 @@ def finetune_cmd(
         shapes_per_step=shapes_per_step, distill=distill, balance=balance, seq_len=seq_len, batch_size=batch_size, max_steps=max_steps,
         lr=lr, warmup_steps=min(warmup_steps, max_steps), checkpoint_every=checkpoint_every, eval_every=eval_every, seed=seed,
         threads=threads, max_minutes=max_minutes, base_dtype=base_dtype, with_calibration=with_calibration,  # type: ignore[arg-type]
+        device=device,
     )
     dtype = resolve_base_dtype(cfg.base_dtype)
     ctx = init_from_env(cfg.device)

@@ -52,6 +52,8 @@ class FinetuneConfig:
             raise ConfigError(f"seq_len must be >= 2, got {self.seq_len}")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ConfigError(f"device must be cpu or cuda, got {self.device!r}")
         if self.base_dtype not in ("float32", "bfloat16", "int8", "int4"):
             raise ConfigError(f"base_dtype must be float32, bfloat16, int8 or int4, got {self.base_dtype!r}")
 
