@@ -12,7 +12,7 @@ from core.errors import ConfigError
 from core.finetune.build import Trainee, build_trainee, resolve_base_dtype
 from core.finetune.config import FinetuneConfig
 from core.finetune.recipe import StepInfo, finetune
-from core.model.loader import ModelInfo, read_config, weights_sha256
+from core.model.loader import ModelInfo, weights_sha256
 from core.smol.config import SmolConfig
 from core.strategy.schema import Strategy, naive_strategy
 from tests.conftest import make_tiny
@@ -115,4 +115,3 @@ def test_bf16_base_and_unavailable_quantisation(tmp_path: Path) -> None:
     assert res.finished
     with pytest.raises(ConfigError, match="int4 is unavailable"):
         resolve_base_dtype("int4")
-    assert read_config(base)["model_type"] == "llama"
