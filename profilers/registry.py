@@ -10,6 +10,7 @@ from profilers.base import MeasureSettings, Profiler
 PLUGINS: dict[str, str] = {
     "torch": "profilers.plugins.torch_eager:TorchProfiler",
     "onnxruntime": "profilers.plugins.ort.profiler:OrtProfiler",
+    "onnxruntime_genai": "profilers.plugins.ort.genai:OrtGenAiProfiler",
     "tensorrt_llm": "profilers.plugins.trtllm.profiler:TrtLlmProfiler",
     "mlc_llm": "profilers.plugins.mlc.profiler:MlcProfiler",
 }

@@ -40,12 +40,20 @@ class Timing:
 
 
 class RssProbe:
-    """Peak resident memory of building + running one shape, relative to the process before it (Linux)."""
+    """Peak resident memory of one shape relative to the process before it was built (Linux ``VmHWM``).
+
+    Call ``rearm()`` once the shape is built so build-time temporaries do not count.
+    """
 
     def __init__(self) -> None:
         trim_heap()
         self.base = rss_mb()
         self.ok = reset_peak_rss() and self.base is not None
+
+    def rearm(self) -> None:
+        """Forget build-time peaks (temporaries already freed): from here the peak is the running shape's."""
+        trim_heap()
+        self.ok = self.ok and reset_peak_rss()
 
     def peak_mb(self) -> float | None:
         peak = rss_mb("VmHWM")

@@ -91,6 +91,7 @@ class TorchProfiler(Profiler):
                 torch.cuda.reset_peak_memory_stats()
             model: Any = source.build_torch(spec, getattr(torch, _TORCH_DTYPES[workload.dtype]))
             model = model.to(device)
+            probe.rearm()
             timing = time_runner(_TorchRunner(model, workload, device), workload, self.settings, what=f"torch {spec.key}")
             if device.startswith("cuda"):
                 peak: float | None = round(torch.cuda.max_memory_allocated() / 2**20, 2)

@@ -111,6 +111,7 @@ class OrtProfiler(Profiler):
         del model
         sess = make_session(onnx_bytes, self.settings.threads, self.settings.device)
         del onnx_bytes
+        probe.rearm()
         runner = OrtRunner(sess, dims.num_layers, dims.num_kv_heads, dims.head_dim, workload, dims.vocab_size)
         timing = time_runner(runner, workload, self.settings, what=f"onnxruntime {spec.key}")
         peak = probe.peak_mb()
