@@ -16,7 +16,8 @@ TASKS_HELP = "Comma-separated tasks: piqa,hellaswag,winogrande,arc_easy,arc_chal
 
 @cli_errors
 def eval_cmd(
-    model: Annotated[Path, typer.Option(help="HF model directory: a base model, or an exported subnet.")],
+    model: Annotated[Optional[Path], typer.Option(help="HF model directory: a base model, or an exported subnet.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="AmoebaLLM checkpoint directory: evaluate with adapters at --shape.")] = None,
     strategy: Annotated[Optional[Path], typer.Option(help="Stage 1 strategy directory: evaluate the elastic model at --shape.")] = None,
     shape: Annotated[Optional[str], typer.Option(help="Shape key, e.g. L8-a0.75-f0.625 (default: the full shape).")] = None,
     ppl: Annotated[Optional[list[Path]], typer.Option(help="Text file to score perplexity on (repeatable).")] = None,
@@ -37,7 +38,7 @@ def eval_cmd(
     from transformers.utils import logging as hf_logging
 
     from core.eval.recipe import EvalPlan, load_inputs, run_eval
-    from core.eval.target import open_target
+    from core.eval.target import open_checkpoint_target, open_target
     from core.eval.tasks import parse_task_names
 
     if threads < 1:
@@ -53,8 +54,15 @@ def eval_cmd(
         raise ValueError(f"--json-out {json_out} is a directory")
     inputs = load_inputs(plan)  # every data file is read and checked before the model loads
     hf_logging.disable_progress_bar()
-    # A Stage 2 checkpoint (--checkpoint DIR) plugs in here: an opener returning an EvalTarget.
-    target = open_target(model, strategy, shape, tokenizer)
+    if (model is None) == (checkpoint is None):
+        raise ValueError("give exactly one of --model or --checkpoint")
+    if checkpoint is not None:
+        if strategy is not None:
+            raise ValueError("--strategy comes with the checkpoint; do not pass it with --checkpoint")
+        target = open_checkpoint_target(checkpoint, shape, tokenizer)
+    else:
+        assert model is not None
+        target = open_target(model, strategy, shape, tokenizer)
     with progress() as bar:
         bars: dict[str, Any] = {}
 

@@ -42,10 +42,24 @@ def open_base_and_strategy(model_dir: Path, strategy_dir: Path) -> ExportSource:
     return ExportSource(ElasticModel(hf, strategy), model_dir if has_tok else None, src)
 
 
-def resolve_source(model: Path | None, strategy: Path | None) -> ExportSource:
-    """The one place that decides what to export from (a ``--checkpoint`` variant plugs in here)."""
+def open_checkpoint_source(checkpoint: Path) -> ExportSource:
+    """An AmoebaLLM checkpoint (base + strategy + SMoL adapters), or a base directory with ``strategy/``."""
+    from core.checkpoint import open_checkpoint
+
+    ck = open_checkpoint(checkpoint)
+    src = {"kind": ck.kind, "checkpoint": str(ck.path), "checkpoint_sha256": ck.checkpoint_sha256, "base_model": str(ck.base_dir)}
+    return ExportSource(ck.elastic, ck.tokenizer_dir, src)
+
+
+def resolve_source(model: Path | None, strategy: Path | None, checkpoint: Path | None = None) -> ExportSource:
+    """The one place that decides what to export from: ``--checkpoint`` or ``--model`` + ``--strategy``."""
+    if checkpoint is not None:
+        if model is not None or strategy is not None:
+            raise ValueError("give either --checkpoint or --model/--strategy, not both")
+        console.print(f"loading checkpoint {checkpoint} ...")
+        return open_checkpoint_source(checkpoint)
     if model is None or strategy is None:
-        raise ValueError("give --model and --strategy")
+        raise ValueError("give --checkpoint, or --model and --strategy")
     console.print(f"loading {model} with strategy {strategy} ...")
     return open_base_and_strategy(model, strategy)
 
@@ -56,6 +70,7 @@ def export_cmd(
     out: Annotated[Path, typer.Option(help="Output directory (must not exist or be empty unless --overwrite).")],
     model: Annotated[Optional[Path], typer.Option(help="Base model directory (HF format).")] = None,
     strategy: Annotated[Optional[Path], typer.Option(help="Stage 1 strategy directory made for that model.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="AmoebaLLM checkpoint directory (instead of --model/--strategy).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing non-empty output directory.")] = False,
     dtype: Annotated[str, typer.Option(help=f"dtype of the written weights: {', '.join(DTYPES)}.")] = "float32",
     threads: Annotated[int, typer.Option(help="torch intra-op threads.")] = 1,
@@ -72,7 +87,7 @@ def export_cmd(
     torch.set_num_threads(threads)
     spec = SubnetSpec.parse(shape)
     check_target(out, overwrite)
-    src = resolve_source(model, strategy)
+    src = resolve_source(model, strategy, checkpoint)
     res = export_subnet(src.elastic, spec, out, tokenizer_dir=src.tokenizer_dir, source=src.source, dtype=getattr(torch, dtype), overwrite=overwrite)
     typer.echo(f"path: {res.path}")
     typer.echo(f"sha256: {res.sha256}")

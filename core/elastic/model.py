@@ -110,7 +110,7 @@ class ElasticModel(nn.Module):
             lin["q_proj"].restrict(out_idx=q)
             lin["k_proj"].restrict(out_idx=kv)
             lin["v_proj"].restrict(out_idx=kv)
-            lin["o_proj"].restrict(in_idx=q, extra_bias=_to(st.bias("attn", attn_w, layer), dev))
+            lin["o_proj"].restrict(in_idx=q, extra_bias=_to(st.bias("attn", attn_w, layer), lin["o_proj"].base.weight))
         if ffn_w == 1.0 or st is None:
             for n in MLP_TARGETS:
                 lin[n].restrict()
@@ -118,7 +118,7 @@ class ElasticModel(nn.Module):
             ch = torch.tensor(st.ffn_channels(ffn_w, layer), dtype=torch.long, device=dev)
             lin["gate_proj"].restrict(out_idx=ch)
             lin["up_proj"].restrict(out_idx=ch)
-            lin["down_proj"].restrict(in_idx=ch, extra_bias=_to(st.bias("ffn", ffn_w, layer), dev))
+            lin["down_proj"].restrict(in_idx=ch, extra_bias=_to(st.bias("ffn", ffn_w, layer), lin["down_proj"].base.weight))
 
     # ---- forward pieces (the DP and calibration use these directly) -----------------------------
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -156,5 +156,6 @@ class ElasticModel(nn.Module):
         return self.logits(self.run_layers(h, self.active_layers, ctx))
 
 
-def _to(t: torch.Tensor | None, dev: torch.device) -> torch.Tensor | None:
-    return None if t is None else t.to(dev)
+def _to(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    """``t`` on the device and in the dtype of ``like`` (strategy biases are stored in fp32)."""
+    return None if t is None else t.to(device=like.device, dtype=like.dtype)

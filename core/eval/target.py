@@ -94,3 +94,16 @@ def open_target(model_dir: Path, strategy_dir: Path | None = None, shape: str | 
             raise ConfigError(f"--shape {shape} needs --strategy; a plain model directory only has its full shape {full}")
         shape = full
     return open_hf_target(model_dir, tokenizer_dir, shape)
+
+
+def open_checkpoint_target(path: Path, shape: str | None = None, tokenizer_dir: Path | None = None) -> EvalTarget:
+    """An AmoebaLLM checkpoint (adapters active) at ``shape`` (default: the largest shape)."""
+    from core.checkpoint import open_checkpoint
+
+    ck = open_checkpoint(path)
+    tok = tokenizer_dir or ck.tokenizer_dir
+    if tok is None:
+        raise ConfigError(f"no tokenizer with the base model of {path} (pass --tokenizer DIR)")
+    spec = ck.elastic.set_shape(shape or ck.strategy.space.largest)
+    describe = {"kind": ck.kind, "checkpoint": str(path), "checkpoint_sha256": ck.checkpoint_sha256}
+    return EvalTarget(ck.elastic, load_tokenizer(tok), ck.elastic.info.max_position_embeddings, spec.key, describe)

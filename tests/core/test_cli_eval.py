@@ -141,3 +141,21 @@ def test_every_real_task_runs_with_a_small_limit(model_dir: Path, tmp_path: Path
     assert code == 0, output
     res = json.loads(out.read_text())
     assert all(r["n"] == 2 for r in res["tasks"].values()) and res["perplexity"]["wikitext2"]["windows"] == 2
+
+
+def test_checkpoint_option_equals_model_plus_strategy(model_dir: Path, strategy_dir: Path, tmp_path: Path) -> None:
+    """A base dir with ``strategy/`` opened via --checkpoint scores exactly like --model + --strategy."""
+    import shutil
+
+    ck = tmp_path / "ck"
+    shutil.copytree(model_dir, ck)
+    shutil.copytree(strategy_dir, ck / "strategy")
+    args = ("--shape", "L2-a0.5-f0.5", "--wikitext2", "--window", "32", "--data-dir", DATA)
+    assert run("--model", model_dir, "--strategy", strategy_dir, *args, "--json-out", tmp_path / "a.json")[0] == 0
+    code, output = run("--checkpoint", ck, *args, "--json-out", tmp_path / "b.json")
+    assert code == 0, output
+    a, b = (json.loads((tmp_path / f"{k}.json").read_text()) for k in "ab")
+    assert b["target"]["shape"] == "L2-a0.5-f0.5"
+    assert b["perplexity"]["wikitext2"]["ppl"] == pytest.approx(a["perplexity"]["wikitext2"]["ppl"], rel=1e-6)
+    code, output = run("--checkpoint", ck, "--model", model_dir, *args)
+    assert code == 2 and "exactly one of --model or --checkpoint" in output

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import typer
 from typer.testing import CliRunner
 
@@ -80,7 +81,7 @@ def test_export_cli_errors_are_one_line(app: typer.Typer, setup: tuple[Path, Pat
         "model directory not found": ("--model", tmp_path / "nope", "--strategy", sdir, "--shape", "L3-a1-f1"),
         "no strategy.json": ("--model", mdir, "--strategy", tmp_path / "nope", "--shape", "L3-a1-f1"),
         "--dtype must be": ("--model", mdir, "--strategy", sdir, "--shape", "L3-a1-f1", "--dtype", "int3"),
-        "give --model and --strategy": ("--model", mdir, "--shape", "L3-a1-f1"),
+        "or --model and --strategy": ("--model", mdir, "--shape", "L3-a1-f1"),
     }
     for needle, args in cases.items():
         r = _run(app, *args, "--out", out)
@@ -89,3 +90,22 @@ def test_export_cli_errors_are_one_line(app: typer.Typer, setup: tuple[Path, Pat
         message = " ".join(r.output.split("error:", 1)[-1].split())
         assert r.output.count("error:") == 1 and needle in message and "Traceback" not in r.output, (needle, r.output)
     assert not out.exists()
+
+
+def test_export_cli_from_checkpoint(app: typer.Typer, setup: tuple[Path, Path], tmp_path: Path) -> None:
+    """``--checkpoint`` (a base dir with ``strategy/``) exports the same tensors as --model/--strategy."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    mdir, sdir = setup
+    shutil.copytree(sdir, mdir / "strategy")
+    r = _run(app, "--checkpoint", mdir, "--shape", "L3-a0.5-f0.5", "--out", tmp_path / "a")
+    assert r.exit_code == 0, r.output
+    r = _run(app, "--model", mdir, "--strategy", sdir, "--shape", "L3-a0.5-f0.5", "--out", tmp_path / "b")
+    assert r.exit_code == 0, r.output
+    a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "a" / "amoeba_subnet.json").read_text())["source"]["kind"] == "base+strategy"
+    r = _run(app, "--checkpoint", mdir, "--model", mdir, "--shape", "L3-a0.5-f0.5", "--out", tmp_path / "c")
+    assert r.exit_code == 2 and "either --checkpoint or --model" in r.output

@@ -72,3 +72,18 @@ def test_bad_shapes_are_refused() -> None:
         em2.set_shape("L1-a1-f1")
     with pytest.raises(ConfigError, match="not in the width ladder"):
         em2.set_shape("L3-a0.75-f1")
+
+
+def test_bf16_base_with_fp32_strategy_biases() -> None:
+    """Strategy biases are stored in fp32; on a bf16 base they are cast, not a dtype error."""
+    model = make_tiny("llama").to(torch.bfloat16)
+    info = ModelInfo.from_config(model.config)
+    st = naive_strategy(info, "x", min_layers=2, widths=(1.0, 0.5))
+    for i in range(info.num_layers):
+        st.biases[f"attn.0.5.{i}"] = torch.randn(info.hidden_size)
+        st.biases[f"ffn.0.5.{i}"] = torch.randn(info.hidden_size)
+    em = ElasticModel(model, st)
+    em.set_shape("L3-a0.5-f0.5")
+    with torch.no_grad():
+        out = em(torch.randint(0, 97, (1, 5)))
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
