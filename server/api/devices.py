@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response, status
 
-from server.api.deps import Admin, AuthHeader, State
+from server.api.deps import Admin, AuthHeader, DeviceAuth, State
 from server.api.schemas import DeviceCreate, DeviceCreated, DeviceOut, ErrorOut, ProfileSummary, ProfileUploaded
 from server.db.models import Device
 from server.services import devices as svc
@@ -52,6 +52,7 @@ def get_device(name: str, state: State) -> DeviceOut:
     status_code=status.HTTP_201_CREATED,
     response_model=ProfileUploaded,
     responses={200: {"model": ProfileUploaded, "description": "the same table was uploaded before"}, **ERRORS},
+    dependencies=[DeviceAuth],
 )
 def upload_profile(
     name: str, body: Annotated[dict[str, Any], Body(description="a profile table (profilers.table.ProfileTable JSON)")],
