@@ -14,6 +14,8 @@ from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 from core.errors import DataMissingError, UnsupportedModelError
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
+#: architectures an exported subnet may use (DESIGN §4): Granite carries biases when heads do not divide hidden
+EXPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "granite")
 
 
 @dataclass(frozen=True)
@@ -41,16 +43,19 @@ class ModelInfo:
         return asdict(self)
 
     @classmethod
-    def from_config(cls, config: PretrainedConfig) -> ModelInfo:
-        """Validate ``config`` as a supported Llama-family config and extract its dimensions."""
+    def from_config(cls, config: PretrainedConfig, *, exported: bool = False) -> ModelInfo:
+        """Validate ``config`` as a supported Llama-family config and extract its dimensions.
+
+        ``exported=True`` accepts what our export writes (Granite, Llama with biases): such models can be
+        profiled and evaluated, but not used as a base for Stage 1/2.
+        """
         mt = getattr(config, "model_type", None)
-        if mt not in SUPPORTED_MODEL_TYPES:
-            raise UnsupportedModelError(
-                f"unsupported model type {mt!r}: Amoeba supports Llama-family causal LMs ({', '.join(SUPPORTED_MODEL_TYPES)})"
-            )
-        if getattr(config, "mlp_bias", False):
+        allowed = EXPORTED_MODEL_TYPES if exported else SUPPORTED_MODEL_TYPES
+        if mt not in allowed:
+            raise UnsupportedModelError(f"unsupported model type {mt!r}: Amoeba supports Llama-family causal LMs ({', '.join(allowed)})")
+        if not exported and getattr(config, "mlp_bias", False):
             raise UnsupportedModelError("base models with MLP biases are not supported")
-        if mt == "llama" and getattr(config, "attention_bias", False):
+        if not exported and mt == "llama" and getattr(config, "attention_bias", False):
             raise UnsupportedModelError("Llama base models with attention biases are not supported")
         heads = int(config.num_attention_heads)
         kv = int(getattr(config, "num_key_value_heads", None) or heads)
@@ -67,7 +72,7 @@ class ModelInfo:
             intermediate_size=int(config.intermediate_size),
             vocab_size=int(config.vocab_size),
             tie_word_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
-            qkv_bias=mt == "qwen2",
+            qkv_bias=mt == "qwen2" or (exported and bool(getattr(config, "attention_bias", False))),
             max_position_embeddings=int(getattr(config, "max_position_embeddings", 2048)),
         )
 

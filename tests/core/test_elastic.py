@@ -87,3 +87,16 @@ def test_bf16_base_with_fp32_strategy_biases() -> None:
     with torch.no_grad():
         out = em(torch.randint(0, 97, (1, 5)))
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+def test_exported_architectures_are_accepted_only_when_asked() -> None:
+    from transformers import GraniteConfig
+
+    from core.errors import UnsupportedModelError
+
+    cfg = GraniteConfig(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=6,
+                        num_key_value_heads=3, head_dim=16, attention_bias=True, mlp_bias=True)
+    with pytest.raises(UnsupportedModelError, match="granite"):
+        ModelInfo.from_config(cfg)
+    info = ModelInfo.from_config(cfg, exported=True)
+    assert (info.num_heads, info.num_kv_heads, info.head_dim, info.intermediate_size) == (6, 3, 16, 96)
