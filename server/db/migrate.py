@@ -18,7 +18,7 @@ def alembic_config(url: str) -> Config:
     import migrations
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    cfg.set_main_option("script_location", str(Path(next(iter(migrations.__path__)))))
     cfg.attributes["url"] = url
     return cfg
 
