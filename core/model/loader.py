@@ -49,7 +49,7 @@ class ModelInfo:
         ``exported=True`` accepts what our export writes (Granite, Llama with biases): such models can be
         profiled and evaluated, but not used as a base for Stage 1/2.
         """
-        mt = getattr(config, "model_type", None)
+        mt = str(getattr(config, "model_type", None))
         allowed = EXPORTED_MODEL_TYPES if exported else SUPPORTED_MODEL_TYPES
         if mt not in allowed:
             raise UnsupportedModelError(f"unsupported model type {mt!r}: Amoeba supports Llama-family causal LMs ({', '.join(allowed)})")
