@@ -28,6 +28,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, metric_fac
 
     ``runtime`` / ``metric_factory`` override the checkpoint and the accuracy metric (tests).
     """
+    settings.resolved_var_dir().mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url())
     try:
         require_migrated(db.engine)

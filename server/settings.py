@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,9 @@ class Settings(BaseSettings):
     worker_poll_s: float = Field(default=0.5, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
     torch_threads: int = Field(default=1, ge=1)
+    # search
+    search_method: Literal["exhaustive", "optuna"] = Field(default="exhaustive", description="exhaustive is exact for enumerable spaces")
+    search_trials: int = Field(default=48, ge=1, description="Optuna trials per query (search_method=optuna)")
     # accuracy of shapes (calibration perplexity)
     calib_text: Path | None = Field(default=None, description="calibration text; default the corpus calibration split")
     calib_window: int = Field(default=128, ge=8)

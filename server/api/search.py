@@ -6,6 +6,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Request
 
+from core.search.optuna_search import OptunaConfig
 from core.search.query import Budget, ShapeResult
 from server.api.deps import State
 from server.api.schemas import ErrorOut, Infeasible, Latency, ParetoOut, SearchAnswer, SearchRequest, ShapePoint
@@ -33,8 +34,10 @@ def search(body: SearchRequest, request: Request, state: State) -> SearchAnswer:
     engine or workload.
     """
     budget = Budget(body.budget.latency_ms, body.budget.metric, body.memory_mb)
+    cfg = state.settings
+    optuna = OptunaConfig(n_trials=cfg.search_trials, storage=cfg.optuna_url(), study_name="amoeba-search") if cfg.search_method == "optuna" else None
     with state.db.session() as s:
-        res = svc.search(s, state.accuracy, body.device, body.engine, body.workload, budget)
+        res = svc.search(s, state.accuracy, body.device, body.engine, body.workload, budget, optuna=optuna)
         if isinstance(res, svc.NoFit):
             error = res.error
         else:

@@ -6,13 +6,16 @@ the request gets 503 + Retry-After (the serve command queues it at start, so thi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from core.search.answer import answer_query, known_points
+from core.search.optuna_search import OptunaConfig
 from core.search.pareto import pareto_front
 from core.search.query import Budget, Found, ShapeResult, check_budget
 from core.search.shapes import LatencyView, UniformSpace
@@ -45,8 +48,12 @@ def resolve(s: Session, device: str, engine: str, workload: str) -> tuple[Device
     return get_device(s, device), get_engine(s, engine), get_workload(s, workload)
 
 
-def search(s: Session, acc: AccuracyService, device: str, engine: str, workload: str, budget: Budget) -> SearchResult | NoFit:
-    """The most accurate feasible shape, or ``NoFit`` naming the fastest latency; both recorded in ``searches``."""
+def search(s: Session, acc: AccuracyService, device: str, engine: str, workload: str, budget: Budget, *,
+           optuna: OptunaConfig | None = None) -> SearchResult | NoFit:
+    """The most accurate feasible shape, or ``NoFit`` naming the fastest latency; both recorded in ``searches``.
+
+    Exhaustive (exact) by default; with ``optuna`` the study named after the query lives in its storage.
+    """
     t0 = time.perf_counter()
     dev, eng, wl = resolve(s, device, engine, workload)
     view = LatencyView(latency_model(s, dev, eng, wl))
@@ -69,8 +76,12 @@ def search(s: Session, acc: AccuracyService, device: str, engine: str, workload:
             raise BuildFailed(f"the accuracy table could not be computed: {job.error}")
         raise NotReady(f"accuracy of {len(missing)} of {len(feasible)} feasible shapes is being computed; retry shortly",
                        retry_after_s=5, status="computing accuracy", http_status=503)
+    if optuna is not None and optuna.storage is not None:
+        ident = json.dumps([acc.checkpoint_sha256, request], sort_keys=True).encode()
+        optuna = replace(optuna, study_name=f"amoeba-search-{hashlib.sha256(ident).hexdigest()[:24]}")
     with acc.lock:
-        found = answer_query(space, view, table, budget, method="exhaustive")  # type: ignore[arg-type]
+        found = answer_query(space, view, table, budget, method="optuna" if optuna else "exhaustive", optuna=optuna,  # type: ignore[arg-type]
+                             attrs={"checkpoint": acc.checkpoint_sha256, "request": request})
     assert isinstance(found, Found)  # the budget check above passed
     sub = get_or_create_subnet(s, acc.checkpoint_sha256, acc.space.validate(found.best.shape))
     row = _record(s, dev, eng, wl, request, found.to_dict(), sub, t0)

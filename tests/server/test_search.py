@@ -206,3 +206,23 @@ def test_write_tar_is_atomic(tmp_path: Path) -> None:
         with um.patch("tarfile.TarFile.addfile", side_effect=OSError("disk full")), pytest.raises(OSError, match="disk full"):
             write_tar(src, tmp_path / "out" / "z.tar", "x")
     assert not (tmp_path / "out" / "z.tar").exists() and not list((tmp_path / "out").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_optuna_search_matches_exhaustive(full_client: Any) -> None:
+    """With search_method=optuna (study in its own SQLite storage) the answer equals the exhaustive one."""
+    c = full_client
+    state = c.app.state.amoeba
+    _setup(c)
+    _drain(c)
+    c.post("/v1/search", json=_query(2.5))
+    _drain(c)
+    exact = c.post("/v1/search", json=_query(2.5)).json()
+    state.settings = state.settings.model_copy(update={"search_method": "optuna", "search_trials": 24})
+    tuned = c.post("/v1/search", json=_query(2.5))
+    assert tuned.status_code == 200, tuned.text
+    assert tuned.json()["shape"] == exact["shape"] and tuned.json()["accuracy"] == pytest.approx(exact["accuracy"])
+    import optuna
+
+    names = [s.study_name for s in optuna.get_all_study_summaries(state.settings.optuna_url())]
+    assert len(names) == 1 and names[0].startswith("amoeba-search-")
