@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from core.errors import ConfigError
 from core.search.accuracy import AccuracyCache, AccuracyKey, AccuracyRecord
+from core.search.atomic import atomic_write_text
 from core.search.registry import load_plugin
 
 CACHE_SCHEMA_VERSION = 1
@@ -131,15 +131,6 @@ class JsonAccuracyCache:
             entries = self._read()
             entries.update({k.text: v for k, v in items.items()})
             payload = {"schema_version": CACHE_SCHEMA_VERSION, "entries": {k: entries[k].to_dict() for k in sorted(entries)}}
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(payload, f, indent=1)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write_text(self.path, json.dumps(payload, indent=1, allow_nan=False))
             self._entries = entries
             self._stamp = self._file_stamp()

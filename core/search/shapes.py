@@ -147,7 +147,11 @@ Widths = tuple[tuple[float, ...], tuple[float, ...]]
 class SearchSpace(Protocol):
     """A space of shapes that can be enumerated and sampled by an Optuna trial (ordered integer parameters)."""
 
-    base: ShapeSpace
+    @property
+    def base(self) -> ShapeSpace: ...
+
+    @property
+    def groups(self) -> int: ...
 
     def __iter__(self) -> Iterator[Shape]: ...
 
@@ -222,9 +226,16 @@ class GroupedSpace:
         return d
 
 
-def UniformSpace(base: ShapeSpace) -> GroupedSpace:  # noqa: N802 - reads as a type at call sites
-    """Depth × attention width × MLP width: the shapes of ``base`` as ``SubnetSpec``s."""
-    return GroupedSpace(base, 1)
+@dataclass(frozen=True)
+class UniformSpace(GroupedSpace):
+    """Depth × attention width × MLP width: the shapes of ``base`` as ``SubnetSpec``s (one group)."""
+
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        if self.groups != 1:
+            raise ConfigError(f"a uniform space has exactly one layer group, got {self.groups}")
+        super().__post_init__()
 
 
 def _canonical(shape: GroupedShape) -> Shape:

@@ -109,8 +109,8 @@ def test_config_validation() -> None:
 
 
 def _worker(storage: str, study: str, seed: int, n: int) -> None:
-    view = LatencyView(SyntheticLatency())
-    optuna_search(UniformSpace(SPACE), view, FunctionAccuracy(synthetic_accuracy), Budget(12.0), OptunaConfig(n_trials=n, seed=seed, storage=storage, study_name=study))
+    cfg = OptunaConfig(n_trials=n, seed=seed, storage=storage, study_name=study)
+    optuna_search(UniformSpace(SPACE), LatencyView(SyntheticLatency()), FunctionAccuracy(synthetic_accuracy), Budget(12.0), cfg)
 
 
 def _shared_study(storage: str, study: str) -> None:
@@ -130,7 +130,8 @@ def _shared_study(storage: str, study: str) -> None:
     assert out.best is not None and out.best == max(out.evaluated, key=lambda r: (r.accuracy, -r.latency_ms))
     assert Budget(12.0).feasible(view.estimate(SubnetSpec.parse(out.best.shape)), view.gen_len)
     with pytest.raises(ConfigError, match="created with another budget"):
-        optuna_search(UniformSpace(SPACE), view, FunctionAccuracy(synthetic_accuracy), Budget(13.0), OptunaConfig(n_trials=1, storage=storage, study_name=study))
+        cfg = OptunaConfig(n_trials=1, storage=storage, study_name=study)
+        optuna_search(UniformSpace(SPACE), view, FunctionAccuracy(synthetic_accuracy), Budget(13.0), cfg)
 
 
 def test_workers_share_a_sqlite_study(tmp_path: Path) -> None:

@@ -53,7 +53,8 @@ def brute_force(space: UniformSpace, view: LatencyView, budget: Budget) -> Shape
     best = None
     for s in space:
         e = view.estimate(s)
-        if e.in_range and e.value(budget.metric, view.gen_len) <= budget.latency_ms and (budget.memory_mb is None or e.peak_mem_mb <= budget.memory_mb):
+        fits_memory = budget.memory_mb is None or (e.peak_mem_mb or 0.0) <= budget.memory_mb
+        if e.in_range and e.value(budget.metric, view.gen_len) <= budget.latency_ms and fits_memory:
             r = ShapeResult.of(s, e, budget.metric, view.gen_len, synthetic_accuracy(s))
             if best is None or (r.accuracy, -r.latency_ms) > (best.accuracy, -best.latency_ms):
                 best = r
@@ -105,6 +106,7 @@ def test_range_check_skips_out_of_range_shapes() -> None:
 def test_range_check_memory() -> None:
     view = LatencyView(SyntheticLatency())
     min_mem = view.estimate(SPACE.smallest).peak_mem_mb
+    assert min_mem is not None
     inf = check_budget(SPACE, view, Budget(1e9, memory_mb=min_mem - 1))
     assert isinstance(inf, Infeasible) and inf.reason == "memory" and inf.min_peak_mem_mb == pytest.approx(min_mem)
     assert check_budget(SPACE, view, Budget(1e9, memory_mb=min_mem)) is None

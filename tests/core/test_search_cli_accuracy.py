@@ -1,0 +1,73 @@
+"""``amoeba accuracy``: fills the cache for the whole space, reuses it, writes JSON, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from core.cli.search import register
+from core.search.cache import JsonAccuracyCache
+from tests.core.test_search_accuracy import make_checkpoint
+
+runner = CliRunner()
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    return app
+
+
+def _run(*args: str | Path) -> tuple[int, str]:
+    res = runner.invoke(_app(), ["accuracy", *map(str, args)])
+    return res.exit_code, res.output
+
+
+@pytest.fixture(scope="module")
+def ckpt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("acc-cli"), layers=3, min_layers=2)
+
+
+def test_fills_the_whole_space_then_reads_the_cache(ckpt_dir: Path, tmp_path: Path) -> None:
+    cache, out = tmp_path / "acc.json", tmp_path / "table.json"
+    code, output = _run("--checkpoint", ckpt_dir, "--cache", cache, "--window", "32", "--max-windows", "2", "--json-out", out)
+    assert code == 0, output
+    assert "8 evaluated, 0 from cache" in output  # depths 2..3 x widths {1, 0.5}^2
+    doc = json.loads(out.read_text())
+    assert doc["metric"] == "ppl" and doc["higher_is_better"] is True and len(doc["shapes"]) == 8
+    for row in doc["shapes"]:
+        assert row["accuracy"] == pytest.approx(-math.log(row["raw"]))
+    assert len(JsonAccuracyCache(cache)) == 8
+    code, output = _run("--checkpoint", ckpt_dir, "--cache", cache, "--window", "32", "--max-windows", "2", "--shapes", "L3-a0.5-f1,L2-a1-f1")
+    assert code == 0 and "0 evaluated, 2 from cache" in output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--shapes", "L9-a1-f1"], "num_layers 9 outside [2, 3]"),
+        (["--shapes", "L3-a0.75-f1"], "not in the width ladder"),
+        (["--metric", "bleu"], "unknown accuracy metric 'bleu'"),
+        (["--calib-text", "/nonexistent.txt"], "calibration text not found"),
+        (["--threads", "0"], "--threads must be >= 1"),
+    ],
+)
+def test_bad_input_is_one_line(ckpt_dir: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    code, output = _run("--checkpoint", ckpt_dir, "--cache", tmp_path / "acc.json", "--window", "32", "--max-windows", "1", *args)
+    assert code == 2 and message in output and "Traceback" not in output
+    assert not (tmp_path / "acc.json").exists()
+
+
+def test_missing_checkpoint(tmp_path: Path) -> None:
+    code, output = _run("--checkpoint", tmp_path / "nope", "--cache", tmp_path / "acc.json")
+    assert code == 2 and "checkpoint not found" in output
