@@ -23,6 +23,8 @@ class Runtime:
 
     def checkpoint(self) -> Any:
         """The ``OpenedCheckpoint`` (fields: elastic, strategy, base_dir, tokenizer_dir, checkpoint_sha256, kind)."""
+        if self._ckpt is not None:  # loaded once; reading it needs no lock (using the model does)
+            return self._ckpt
         with self.lock:
             if self._ckpt is None:
                 import torch

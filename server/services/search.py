@@ -14,11 +14,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core.search.accuracy import AccuracyTable
 from core.search.answer import answer_query, known_points
 from core.search.optuna_search import OptunaConfig
 from core.search.pareto import pareto_front
 from core.search.query import Budget, Found, ShapeResult, check_budget
-from core.search.shapes import LatencyView, UniformSpace
+from core.search.shapes import LatencyView, Shape, UniformSpace
 from server.db.models import Device, Engine, Search, Subnet, Workload
 from server.errors import BuildFailed, Infeasible, NotReady
 from server.services import jobs
@@ -41,6 +42,26 @@ class NoFit:
 
     search: Search
     error: Infeasible
+
+
+class CachedOnly:
+    """An ``AccuracySource`` that never evaluates (so requests never touch the model or wait for its lock)."""
+
+    def __init__(self, table: AccuracyTable) -> None:
+        self.table = table
+
+    @property
+    def evaluations(self) -> int:
+        return 0
+
+    def known(self, shape: Shape) -> float | None:
+        return self.table.known(shape)
+
+    def accuracy(self, shape: Shape) -> float:
+        acc = self.table.known(shape)
+        if acc is None:
+            raise NotReady(f"accuracy of {shape.key} is not computed yet", retry_after_s=5, status="computing accuracy", http_status=503)
+        return acc
 
 
 def resolve(s: Session, device: str, engine: str, workload: str) -> tuple[Device, Engine, Workload]:
@@ -79,9 +100,8 @@ def search(s: Session, acc: AccuracyService, device: str, engine: str, workload:
     if optuna is not None and optuna.storage is not None:
         ident = json.dumps([acc.checkpoint_sha256, request], sort_keys=True).encode()
         optuna = replace(optuna, study_name=f"amoeba-search-{hashlib.sha256(ident).hexdigest()[:24]}")
-    with acc.lock:
-        found = answer_query(space, view, table, budget, method="optuna" if optuna else "exhaustive", optuna=optuna,  # type: ignore[arg-type]
-                             attrs={"checkpoint": acc.checkpoint_sha256, "request": request})
+    found = answer_query(space, view, CachedOnly(table), budget, method="optuna" if optuna else "exhaustive", optuna=optuna,  # type: ignore[arg-type]
+                         attrs={"checkpoint": acc.checkpoint_sha256, "request": request})
     assert isinstance(found, Found)  # the budget check above passed
     sub = get_or_create_subnet(s, acc.checkpoint_sha256, acc.space.validate(found.best.shape))
     row = _record(s, dev, eng, wl, request, found.to_dict(), sub, t0)
