@@ -63,10 +63,11 @@ def test_accuracy_is_minus_log_ppl_and_is_cached(ckpt_dir: Path, tmp_path: Path)
     assert fresh.known(SubnetSpec(4, 1.0, 1.0)) is None
 
 
-def test_smaller_shapes_score_differently(ckpt_dir: Path) -> None:
-    _, table = open_accuracy(_settings(ckpt_dir, Path("unused.json")), cache=MemoryAccuracyCache())
+def test_smaller_shapes_score_differently(ckpt_dir: Path, tmp_path: Path) -> None:
+    _, table = open_accuracy(_settings(ckpt_dir, tmp_path / "unused.json"), cache=MemoryAccuracyCache())
     accs = {s.key: table.accuracy(s) for s in (SubnetSpec(4), SubnetSpec(2, 0.5, 0.5))}
     assert len(set(accs.values())) == 2 and table.evaluations == 2
+    assert not (tmp_path / "unused.json").exists()
 
 
 def test_key_covers_data_and_checkpoint(ckpt_dir: Path, tmp_path: Path) -> None:
@@ -130,9 +131,9 @@ def test_metric_registry_and_inputs(ckpt_dir: Path, tmp_path: Path) -> None:
     assert isinstance(m, PerplexityMetric) and m.window == 128  # capped by the model context
 
 
-def test_multiple_choice_metric(ckpt_dir: Path) -> None:
+def test_multiple_choice_metric(ckpt_dir: Path, tmp_path: Path) -> None:
     s = MetricSettings(data_dir=FIXTURES / "data", limit=4, batch_size=8)
-    _, table = open_accuracy(AccuracySettings(ckpt_dir, "mc:piqa", Path("unused.json"), s), cache=MemoryAccuracyCache())
+    _, table = open_accuracy(AccuracySettings(ckpt_dir, "mc:piqa", tmp_path / "unused.json", s), cache=MemoryAccuracyCache())
     assert table.metric.name == "mc:piqa:acc_norm"
     rec = table.record(SubnetSpec(4))
     assert 0.0 <= rec.accuracy <= 1.0 and rec.raw == rec.accuracy and rec.detail["n"] == 4 and rec.detail["chance"] == 0.5
