@@ -56,5 +56,6 @@ def open_accuracy(settings: AccuracySettings, cache: AccuracyCache | None = None
         ms = MetricSettings(**{**ms.__dict__, "calib_text": calib})
     metric = make_metric(settings.metric, ms, tokenizer, ckpt.elastic.info.max_position_embeddings)
     elastic = ckpt.elastic
-    table = AccuracyTable(elastic, lambda s: activate(elastic, s), ckpt.checkpoint_sha256, metric, cache if cache is not None else JsonAccuracyCache(settings.cache))
+    store = cache if cache is not None else JsonAccuracyCache(settings.cache)
+    table = AccuracyTable(elastic, lambda s: activate(elastic, s), ckpt.checkpoint_sha256, metric, store)
     return ckpt, table
