@@ -25,12 +25,18 @@ MetricFactory = Callable[[Any], AccuracyMetric]
 """Builds the metric for an opened checkpoint (tests inject one over a fixed token stream)."""
 
 
-def calibration_text(settings: Settings) -> Path:
-    """``AMOEBA_CALIB_TEXT``, else the corpus calibration split prepared once under the var dir."""
+def calibration_text(settings: Settings, ckpt: Any) -> Path:
+    """``AMOEBA_CALIB_TEXT``; else ``calibration.txt`` of the checkpoint or its base (as ``amoeba calibrate``);
+    else the corpus calibration split, prepared once under the var dir from the shared data."""
+    from core.search.session import default_calib_text
+
     if settings.calib_text is not None:
         if not settings.calib_text.is_file():
             raise DataMissingError(f"calibration text not found: {settings.calib_text} (AMOEBA_CALIB_TEXT)")
         return settings.calib_text
+    found = default_calib_text(ckpt)
+    if found is not None:
+        return found
     prepared = settings.resolved_var_dir() / "corpus" / "calibration.txt"
     if prepared.is_file():
         return prepared
@@ -45,16 +51,16 @@ def calibration_text(settings: Settings) -> Path:
 
 
 def default_metric_factory(settings: Settings) -> MetricFactory:
-    def factory(ckpt: Any) -> AccuracyMetric:
-        from transformers import AutoTokenizer
+    """Calibration perplexity with the checkpoint's tokenizer (window / windows from settings)."""
 
+    def factory(ckpt: Any) -> AccuracyMetric:
+        from core.eval.target import load_tokenizer
         from core.search.metrics import MetricSettings, make_metric
 
         if ckpt.tokenizer_dir is None:
             raise DataMissingError(f"checkpoint {settings.checkpoint_path()} has no tokenizer: the ppl metric needs one")
-        tok = AutoTokenizer.from_pretrained(str(ckpt.tokenizer_dir))
-        ms = MetricSettings(window=settings.calib_window, max_windows=settings.calib_max_windows, calib_text=calibration_text(settings))
-        return make_metric("ppl", ms, tok, ckpt.elastic.info.max_position_embeddings)
+        ms = MetricSettings(window=settings.calib_window, max_windows=settings.calib_max_windows, calib_text=calibration_text(settings, ckpt))
+        return make_metric("ppl", ms, load_tokenizer(ckpt.tokenizer_dir), ckpt.elastic.info.max_position_embeddings)
 
     return factory
 
