@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "core.cli.finetune",
     "core.cli.search",
     "profilers.cli",
+    "server.cli_search",
     "server.commands",
 )
 
