@@ -1,0 +1,208 @@
+"""``amoeba search`` and ``amoeba search-worker``: the best shape of a checkpoint under a latency budget.
+
+Latency comes from a measured profile table (``profilers``): a ``LatencyPredictor`` is fitted on it (or loaded
+with ``--predictor``), so this CLI lives in ``server`` (``core`` may not import ``profilers``).
+``search-worker`` runs Optuna trials on a shared study (``--storage URL --study NAME``); start as many as you like.
+Exit codes: 0 found, 1 infeasible (the message names the fastest achievable latency), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from core.cli.common import cli_errors, console, progress
+from core.errors import ConfigError
+from core.search.session import DEFAULT_CACHE
+
+if TYPE_CHECKING:
+    from core.latency import LatencyModel
+    from core.model.loader import ModelInfo
+    from core.search.query import Answer, ShapeResult
+    from profilers.table import ProfileTable
+
+MODEL_FIELDS = ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size", "vocab_size")
+
+
+@dataclass(frozen=True)
+class LatencySource:
+    """The chosen profile table and the latency model built from it."""
+
+    table: ProfileTable
+    model: LatencyModel
+    table_sha256: str
+
+
+def select_table(paths: list[Path], engine: str | None, workload: str | None, device: str | None) -> ProfileTable:
+    """The one table among ``paths`` matching the filters; ``ConfigError`` listing the candidates otherwise."""
+    from profilers.table import load_table
+    from profilers.workload import Workload
+
+    wl = Workload.parse(workload).key if workload is not None else None
+    tables = [load_table(p) for p in paths]
+    hits = [t for t in tables
+            if (engine is None or t.engine.name == engine) and (wl is None or t.workload == wl) and (device is None or t.device.name == device)]
+    if len(hits) == 1:
+        return hits[0]
+    have = ", ".join(f"{t.device.name or '?'}/{t.engine.name}/{t.workload}" for t in tables)
+    want = f"engine={engine or '*'} workload={wl or '*'} device={device or '*'}"
+    what = "no profile table matches" if not hits else f"{len(hits)} profile tables match"
+    raise ConfigError(f"{what} {want} (tables: {have}); narrow it with --engine / --workload / --device")
+
+
+def check_table_model(table: ProfileTable, info: ModelInfo) -> None:
+    """Refuse a table measured for a model of other dimensions than the checkpoint's."""
+    diffs = [f"{k} {getattr(table.model, k)} vs {getattr(info, k)}" for k in MODEL_FIELDS if getattr(table.model, k) != getattr(info, k)]
+    if diffs:
+        raise ConfigError(f"the profile table was measured for another model ({'; '.join(diffs)} in the checkpoint)")
+
+
+def latency_source(paths: list[Path], engine: str | None, workload: str | None, device: str | None, predictor: Path | None) -> LatencySource:
+    """Select the table and fit (or load) its ``LatencyPredictor``; a loaded predictor must belong to that table."""
+    from profilers.predictor.model import LatencyPredictor
+
+    table = select_table(paths, engine, workload, device)
+    sha = table.content_sha256()
+    if predictor is None:
+        return LatencySource(table, LatencyPredictor.fit(table), sha)
+    pred = LatencyPredictor.load(predictor)
+    if pred.state.table_sha256 != sha:
+        raise ConfigError(f"predictor {predictor} was fitted on another table (sha256 {pred.state.table_sha256[:12]}…, table {sha[:12]}…)")
+    return LatencySource(table, pred, sha)
+
+
+def _result_row(t: Table, tag: str, r: ShapeResult, ppl: bool, e2e: bool) -> None:
+    cells = [tag, r.shape, "" if r.accuracy is None else f"{r.accuracy:.4f}"]
+    if ppl:
+        cells.append("" if r.accuracy is None else f"{math.exp(-r.accuracy):.2f}")
+    cells += [f"{r.ttft_ms:.2f}", f"{r.tpot_ms:.3f}", *([f"{r.latency_ms:.1f}"] if e2e else []), "" if r.peak_mem_mb is None else f"{r.peak_mem_mb:.0f}"]
+    t.add_row(*cells)
+
+
+def render(ans: Answer, ppl: bool) -> Table:
+    """The answer (or the fastest shape when infeasible) and its Pareto neighbours as a rich table."""
+    b = ans.budget
+    mem = f", memory ≤ {b.memory_mb:g} MB" if b.memory_mb is not None else ""
+    t = Table(title=f"{b.metric} ≤ {b.latency_ms:g} ms{mem} (accuracy: higher is better)", box=box.SIMPLE_HEAD)
+    e2e = b.metric == "e2e"
+    cols = ["", "shape", "accuracy", *(["ppl"] if ppl else []), "ttft ms", "tpot ms", *(["e2e ms"] if e2e else []), "peak MB"]
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("", "shape") else "right", no_wrap=True)
+    if ans.kind == "infeasible":
+        if ans.fastest is not None:
+            _result_row(t, "fastest", ans.fastest, ppl, e2e)
+        return t
+    _result_row(t, "best", ans.best, ppl, e2e)
+    for r in ans.neighbours:
+        _result_row(t, "faster" if r.latency_ms <= ans.best.latency_ms else "slower", r, ppl, e2e)
+    return t
+
+
+def _run(ctx: typer.Context, **kw: Any) -> None:
+    import optuna
+    import torch
+
+    from core.search.answer import answer_query
+    from core.search.metrics import MetricSettings
+    from core.search.optuna_search import OptunaConfig
+    from core.search.query import Budget
+    from core.search.session import AccuracySettings, open_accuracy
+    from core.search.shapes import GroupedSpace, LatencyView, UniformSpace
+
+    worker = ctx.info_name == "search-worker"
+    if worker and (kw["storage"] is None or kw["study"] is None):
+        raise ConfigError("search-worker needs --storage URL and --study NAME (the shared Optuna study)")
+    if kw["threads"] < 1:
+        raise ConfigError(f"--threads must be >= 1, got {kw['threads']}")
+    if kw["groups"] < 1:
+        raise ConfigError(f"--groups must be >= 1, got {kw['groups']}")
+    if kw["json_out"] is not None and kw["json_out"].is_dir():
+        raise ConfigError(f"--json-out {kw['json_out']} is a directory")
+    method = "optuna" if worker or kw["storage"] is not None else kw["method"]
+    if method == "auto":
+        method = "exhaustive" if kw["groups"] == 1 else "optuna"
+    if method not in ("exhaustive", "optuna"):
+        raise ConfigError(f"--method must be auto, exhaustive or optuna, got {method!r}")
+    budget = Budget(kw["budget_ms"], kw["metric"], kw["memory_mb"])
+    optuna_cfg = OptunaConfig(n_trials=kw["trials"], seed=kw["seed"], storage=kw["storage"], study_name=kw["study"])
+    lat = latency_source(kw["table"], kw["engine"], kw["workload"], kw["device"], kw["predictor"])
+    torch.set_num_threads(kw["threads"])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ms = MetricSettings(window=kw["window"], max_windows=kw["max_windows"], batch_size=kw["batch_size"], calib_text=kw["calib_text"])
+    ckpt, table = open_accuracy(AccuracySettings(kw["checkpoint"], kw["accuracy_metric"], kw["accuracy_cache"], ms))
+    check_table_model(lat.table, ckpt.elastic.info)
+    base = ckpt.strategy.space
+    space = UniformSpace(base) if kw["groups"] == 1 else GroupedSpace(base, kw["groups"])
+    attrs = {"checkpoint_sha256": ckpt.checkpoint_sha256, "accuracy_metric": table.metric.name, "accuracy_data_sha256": table.metric.data_sha256,
+             "latency_table_sha256": lat.table_sha256}
+    with progress() as bar:
+        task = bar.add_task(method, total=None, info="")
+
+        def on_step(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, info=f"{table.evaluations} evaluated")
+
+        ans = answer_query(space, LatencyView(lat.model), table, budget, method=method, optuna=optuna_cfg,  # type: ignore[arg-type]
+                           k_neighbours=kw["neighbours"], attrs=attrs, on_step=on_step)
+    doc = {"answer": ans.to_dict(), "checkpoint": str(ckpt.path), **attrs, "device": lat.table.device.name, "engine": lat.table.engine.name,
+           "workload": lat.table.workload, "accuracy_higher_is_better": True, "optuna": asdict(optuna_cfg) if method == "optuna" else None}
+    if kw["json_out"] is not None:
+        from core.search.atomic import write_json
+
+        write_json(kw["json_out"], doc)
+    if kw["json"]:
+        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+    else:
+        Console().print(render(ans, table.metric.name == "ppl"))
+    if ans.kind == "infeasible":
+        console.print(f"[yellow]infeasible:[/yellow] {ans.message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"{ans.method}: {ans.evaluations} accuracy evaluations, {ans.trials} trials, {ans.elapsed_s:.2f} s; "
+                  f"front of {len(ans.front)} shapes{'' if ans.front_complete else ' (partial: fill it with amoeba accuracy)'}", highlight=False)
+
+
+@cli_errors
+def search_cmd(
+    ctx: typer.Context,
+    checkpoint: Annotated[Path, typer.Option(help="AmoebaLLM checkpoint (or base model dir with strategy/).")],
+    table: Annotated[list[Path], typer.Option(help="Profile table JSON (repeatable; filtered by --engine/--workload/--device).")],
+    budget_ms: Annotated[float, typer.Option(help="Latency budget in milliseconds.")],
+    metric: Annotated[str, typer.Option(help="Budgeted latency: tpot, ttft or e2e (= ttft + (gen_len - 1) * tpot).")] = "tpot",
+    memory_mb: Annotated[Optional[float], typer.Option(help="Peak memory budget in MB.")] = None,
+    engine: Annotated[Optional[str], typer.Option(help="Use the table of this engine.")] = None,
+    workload: Annotated[Optional[str], typer.Option(help="Use the table of this workload, e.g. b1-p128-g64.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Use the table of this device.")] = None,
+    predictor: Annotated[Optional[Path], typer.Option(help="Saved predictor state (default: fit one on the table).")] = None,
+    accuracy_cache: Annotated[Path, typer.Option(help="Accuracy cache file (JSON), shared with amoeba accuracy.")] = DEFAULT_CACHE,
+    accuracy_metric: Annotated[str, typer.Option(help="ppl (accuracy = -ln ppl) or mc:<task>.")] = "ppl",
+    calib_text: Annotated[Optional[Path], typer.Option(help="Calibration text for ppl (default: calibration.txt of the checkpoint).")] = None,
+    window: Annotated[int, typer.Option(help="ppl window in tokens.")] = 256,
+    max_windows: Annotated[Optional[int], typer.Option(help="ppl: score only the first N windows.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 4,
+    method: Annotated[str, typer.Option(help="auto (exhaustive for uniform shapes, optuna for --groups > 1), exhaustive or optuna.")] = "auto",
+    groups: Annotated[int, typer.Option(help="Layer groups with their own widths (1 = uniform shapes).")] = 1,
+    trials: Annotated[int, typer.Option(help="Optuna trials (per worker).")] = 64,
+    seed: Annotated[Optional[int], typer.Option(help="Optuna sampler seed.")] = 0,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (sqlite:///f.db, postgresql+psycopg://...); implies optuna.")] = None,
+    study: Annotated[Optional[str], typer.Option(help="Optuna study name (with --storage).")] = None,
+    neighbours: Annotated[int, typer.Option(help="Pareto neighbours on each side of the answer.")] = 2,
+    json_: Annotated[bool, typer.Option("--json", help="Print the answer as JSON on stdout instead of a table.")] = False,
+    json_out: Annotated[Optional[Path], typer.Option(help="Also write the answer as JSON here.")] = None,
+    threads: Annotated[int, typer.Option(help="torch intra-op threads.")] = 1,
+) -> None:
+    """The most accurate shape whose predicted latency fits the budget, with its Pareto neighbours."""
+    _run(ctx, **{k: v for k, v in locals().items() if k != "ctx"} | {"json": json_})
+
+
+def register(app: typer.Typer) -> None:
+    """Mount ``amoeba search`` and ``amoeba search-worker`` (same options; the worker needs --storage and --study)."""
+    app.command("search")(search_cmd)
+    app.command("search-worker", help="Run Optuna trials on a shared study (--storage URL --study NAME) and print its best shape so far.")(search_cmd)
