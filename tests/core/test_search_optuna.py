@@ -58,6 +58,16 @@ def test_never_returns_infeasible_or_out_of_range_shapes() -> None:
         assert out.best.shape not in oor
 
 
+def test_nsga2_and_natural_parametrization_stay_feasible() -> None:
+    view, budget = LatencyView(SyntheticLatency()), Budget(11.0)
+    for cfg in (OptunaConfig(n_trials=30, seed=0, sampler="nsga2", parametrization="natural"), OptunaConfig(n_trials=30, seed=0, parametrization="natural")):
+        src = FunctionAccuracy(synthetic_accuracy)
+        out = optuna_search(UniformSpace(SPACE), view, src, budget, cfg)
+        assert out.best is not None and budget.feasible(view.estimate(SubnetSpec.parse(out.best.shape)), view.gen_len)
+        if cfg.sampler == "nsga2":  # NSGA-II learns only from completed trials, so infeasible shapes get evaluated too
+            assert any(not budget.feasible(view.estimate(SubnetSpec.parse(r.shape)), view.gen_len) for r in out.evaluated)
+
+
 def test_budget_parametrization_reaches_exactly_the_feasible_shapes() -> None:
     from optuna.trial import FixedTrial
 
