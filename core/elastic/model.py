@@ -7,6 +7,7 @@ transformers is patched: the wrapped model's linears are replaced on this instan
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -96,6 +97,21 @@ class ElasticModel(nn.Module):
             self._set_layer_width(i, s.attn_width, s.ffn_width)
         self.spec = s
         return s
+
+    def set_layer_widths(self, widths: Mapping[int, tuple[float, float]]) -> None:
+        """Override ``(attn_width, ffn_width)`` of some layers after ``set_shape`` (per-layer-group search).
+
+        Each width must be in the strategy's ladder; ``spec`` keeps naming the uniform shape that was set.
+        """
+        for layer, (a, f) in widths.items():
+            if not 0 <= layer < self.info.num_layers:
+                raise ConfigError(f"layer {layer} out of range for {self.info.num_layers} layers")
+            if self.strategy is None and (a, f) != (1.0, 1.0):
+                raise ConfigError("per-layer widths need a strategy")
+            if self.strategy is not None:
+                self.strategy.space.width_index(a)
+                self.strategy.space.width_index(f)
+            self._set_layer_width(layer, a, f)
 
     def _set_layer_width(self, layer: int, attn_w: float, ffn_w: float) -> None:
         lin = self.elastic_linears(layer)

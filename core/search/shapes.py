@@ -253,6 +253,4 @@ def activate(elastic: ElasticModel, shape: Shape) -> None:
         elastic.set_shape(shape)
         return
     elastic.set_shape(SubnetSpec(shape.num_layers, shape.attn_widths[0], shape.ffn_widths[0]))
-    for layers, a, f in shape.split(tuple(elastic.active_layers))[1:]:
-        for layer in layers:
-            elastic._set_layer_width(layer, a, f)
+    elastic.set_layer_widths({layer: (a, f) for layers, a, f in shape.split(tuple(elastic.active_layers))[1:] for layer in layers})
