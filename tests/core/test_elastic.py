@@ -100,3 +100,20 @@ def test_exported_architectures_are_accepted_only_when_asked() -> None:
         ModelInfo.from_config(cfg)
     info = ModelInfo.from_config(cfg, exported=True)
     assert (info.num_heads, info.num_kv_heads, info.head_dim, info.intermediate_size) == (6, 3, 16, 96)
+
+
+def test_set_layer_widths_overrides_one_layer_and_validates() -> None:
+    model = make_tiny("llama")
+    info = ModelInfo.from_config(model.config)
+    em = ElasticModel(model, naive_strategy(info, "x", min_layers=2, widths=(1.0, 0.5)))
+    ids = torch.randint(0, 97, (1, 6))
+    with torch.no_grad():
+        em.set_shape("L4-a1-f1")
+        full = em(ids)
+        em.set_layer_widths({2: (1.0, 0.5)})
+        assert em.elastic_linears(2)["down_proj"].in_idx is not None and em.elastic_linears(1)["down_proj"].in_idx is None
+        assert not torch.allclose(em(ids), full)
+    with pytest.raises(ConfigError, match="not in ladder"):
+        em.set_layer_widths({0: (0.75, 1.0)})
+    with pytest.raises(ConfigError, match="out of range"):
+        em.set_layer_widths({9: (1.0, 1.0)})
