@@ -146,6 +146,7 @@ def run(a: argparse.Namespace, argv: list[str], work: Path) -> dict[str, Any]:
     before = open_checkpoint(base)
     if before.kind != "base+strategy":
         raise ConfigError(f"--base {base} is an Amoeba checkpoint; pass the base model directory (with strategy/)")
+    shapes = grid_shapes(before.strategy.space, a.depth_step, a.widths_mode)
     after = open_checkpoint(ckpt, base_dir=base)
     if after.kind != "amoeba":
         raise ConfigError(f"--checkpoint {ckpt} is not a fine-tuned Amoeba checkpoint (no amoeba_checkpoint.json)")
@@ -155,7 +156,6 @@ def run(a: argparse.Namespace, argv: list[str], work: Path) -> dict[str, Any]:
     if before.tokenizer_dir is None:
         raise ConfigError(f"no tokenizer in {base}")
     streams = load_streams(load_tokenizer(before.tokenizer_dir), wikitext, heldout, settings, before.elastic.info.max_position_embeddings)
-    shapes = grid_shapes(before.strategy.space, a.depth_step, a.widths_mode)
     results = {}
     with progress() as bar:
         for name, ck in (("before", before), ("after", after)):
