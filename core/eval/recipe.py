@@ -70,7 +70,7 @@ class EvalReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return _finite({
+        return finite_json({
             "target": self.target,
             "plan": self.plan,
             "perplexity": {k: v.to_dict() for k, v in self.perplexity.items()},
@@ -88,14 +88,14 @@ class EvalReport:
         return path
 
 
-def _finite(x: Any) -> Any:
+def finite_json(x: Any) -> Any:
     """Non-finite floats (an infinite perplexity) become ``None`` so the JSON stays standard."""
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
+        return {k: finite_json(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
+        return [finite_json(v) for v in x]
     return x
 
 
