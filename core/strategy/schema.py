@@ -173,7 +173,9 @@ def naive_strategy(info: ModelInfo, model_sha256: str, min_layers: int, widths: 
     """
     space = ShapeSpace(info.num_layers, min_layers, widths)
     L = info.num_layers
-    depth = {n: tuple(list(range(n - keep_last)) + list(range(L - keep_last, L))) if n > keep_last else tuple(range(L - n, L)) for n in range(min_layers, L + 1)}
+    depth = {
+        n: tuple(list(range(n - keep_last)) + list(range(L - keep_last, L))) if n > keep_last else tuple(range(L - n, L)) for n in range(min_layers, L + 1)
+    }
     attn = {format_width(w): tuple(tuple(range(max(1, math.ceil(w * info.num_kv_heads)))) for _ in range(L)) for w in space.widths[1:]}
     ffn = {format_width(w): tuple(tuple(range(max(1, math.ceil(w * info.intermediate_size)))) for _ in range(L)) for w in space.widths[1:]}
     return Strategy(info, model_sha256, space, keep_last, "uniform", depth, attn, ffn, {}, {"method": "naive"})
