@@ -100,6 +100,20 @@ def pretrain_cmd(
     console.print(f"saved {out} (val loss {result.final_val_loss:.3f}, {result.tokens_seen:,} tokens, {result.wall_s / 60:.1f} min)")
 
 
+@cli_errors
+def prepare_corpus_cmd(
+    out: Annotated[Path, typer.Option(help="Directory for train.txt, calibration.txt, validation.txt and split.json.")],
+    data_dir: Annotated[Optional[Path], typer.Option(help="Shared data directory (default $AMOEBA_DATA_DIR or ../shared/data).")] = None,
+) -> None:
+    """Clean the Gutenberg books and split them by book into train / calibration / validation (deterministic)."""
+    from core.data.corpus import prepare_corpus
+    from core.data.paths import data_dir as resolve_data_dir
+
+    split = prepare_corpus(resolve_data_dir(data_dir) / "corpus" / "gutenberg", out)
+    console.print(f"wrote {out}: {len(split.train)} train, {len(split.calibration)} calibration, {len(split.validation)} validation books")
+
+
 def register(app: typer.Typer) -> None:
-    """Mount ``amoeba pretrain``."""
+    """Mount ``amoeba pretrain`` and ``amoeba prepare-corpus``."""
     app.command("pretrain")(pretrain_cmd)
+    app.command("prepare-corpus")(prepare_corpus_cmd)
