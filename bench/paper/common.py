@@ -1,0 +1,352 @@
+"""Shared pieces of the paper-reproduction scripts: arguments, run record, evaluation suite, latency, JSON.
+
+The scripts (``table3.py``, ``table1.py``, ``figure3.py``) are recipes; everything here is a small helper.
+Evaluation: WikiText-2 (raw test, ``"\\n\\n".join`` of the rows) and held-out-book perplexity (the corpus
+``validation.txt``: books never trained on) over non-overlapping windows, plus multiple-choice tasks
+(lm-eval-style acc / acc_norm on a seeded subset). Latency: the ``torch`` profiler plugin on config-only shapes
+(random weights of the exact architecture; latency does not depend on the weight values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from core.errors import AmoebaError, ConfigError, DataMissingError  # noqa: E402
+from core.eval.perplexity import LogitsFn, context_window, perplexity_from_ids, tokenize_stream  # noqa: E402
+from core.search.atomic import write_json  # noqa: E402
+from core.spec import SubnetSpec, parse_widths  # noqa: E402
+from core.strategy.schema import Strategy  # noqa: E402
+
+DEFAULT_MODEL = ROOT / "models" / "amoeba-tiny-base"
+DEFAULT_CHECKPOINT = ROOT / "models" / "amoeba-tiny-smol"
+DEFAULT_CORPUS = ROOT / "runs" / "pretrain" / "corpus"
+DEFAULT_WORK = ROOT / "var" / "paper"
+RESULTS = ROOT / "bench" / "results"
+DEFAULT_TASKS = "piqa,hellaswag,winogrande,arc_easy,arc_challenge,boolq,openbookqa"
+#: width ladder of the width baselines: 1 down to 1/4 in steps of 1/16
+FINE_WIDTHS = ",".join(f"{k}/16" for k in range(16, 3, -1))
+
+
+# ---- arguments and run record -------------------------------------------------------------------------------
+
+
+def add_common_args(ap: argparse.ArgumentParser) -> None:
+    """Paths and cost knobs every script takes."""
+    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="base model directory (HF, with tokenizer)")
+    ap.add_argument("--data-dir", type=Path, default=None, help="shared data (default $AMOEBA_DATA_DIR or ../shared/data)")
+    ap.add_argument("--corpus-dir", type=Path, default=DEFAULT_CORPUS, help="prepared corpus: train/calibration/validation.txt")
+    ap.add_argument("--calib-text", type=Path, default=None, help="calibration text (default: calibration.txt of the model, else of the corpus)")
+    ap.add_argument("--work-dir", type=Path, default=DEFAULT_WORK, help="token caches (never written next to the inputs)")
+    ap.add_argument("--calib-window", type=int, default=256, help="calibration window (tokens)")
+    ap.add_argument("--calib-windows", type=int, default=32, help="calibration windows (the baselines' and the DP's data)")
+    ap.add_argument("--eval-window", type=int, default=None, help="perplexity window (default: the model context)")
+    ap.add_argument("--max-windows", type=int, default=64, help="perplexity windows per text (0 = all)")
+    ap.add_argument("--tasks", default=DEFAULT_TASKS, help="multiple-choice tasks ('' = none)")
+    ap.add_argument("--limit", type=int, default=200, help="items per task (seeded subset; 0 = all)")
+    ap.add_argument("--batch-size", type=int, default=8, help="evaluation / calibration batch size")
+    ap.add_argument("--seed", type=int, default=1234, help="seed of task subsets, LoRA init and training windows")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument("--tiny", action="store_true", help="smoke-test mode: smallest settings (overrides the cost knobs)")
+
+
+def apply_tiny(args: argparse.Namespace, **extra: Any) -> None:
+    """``--tiny``: a few windows and items, so a run on a tiny model takes seconds."""
+    if not args.tiny:
+        return
+    tiny = {"calib_window": 16, "calib_windows": 4, "eval_window": 32, "max_windows": 2, "limit": 3, "batch_size": 4}
+    for k, v in {**tiny, **extra}.items():
+        setattr(args, k, v)
+
+
+@dataclass
+class RunRecord:
+    """Command line, wall time and load average of one script run (stored in every result JSON)."""
+
+    command: str
+    started: float = field(default_factory=time.time)
+    load_avg_before: list[float] = field(default_factory=lambda: [round(x, 2) for x in os.getloadavg()])
+
+    @classmethod
+    def start(cls, script: str, argv: Sequence[str] | None) -> RunRecord:
+        args = list(sys.argv[1:] if argv is None else argv)
+        return cls(shlex.join(["python", f"bench/paper/{script}", *args]))
+
+    def finish(self) -> dict[str, Any]:
+        return {"command": self.command, "wall_s": round(time.time() - self.started, 1), "load_avg_before": self.load_avg_before,
+                "load_avg_after": [round(x, 2) for x in os.getloadavg()], "torch_threads": torch.get_num_threads(),
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def finite(x: Any) -> Any:
+    """Non-finite floats → ``None`` (recursively), so results are standard JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {str(k): finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [finite(v) for v in x]
+    return x
+
+
+def save_json(path: Path, doc: dict[str, Any]) -> Path:
+    """Write ``doc`` atomically (non-finite numbers become ``null``)."""
+    write_json(path, finite(doc))
+    return path
+
+
+def run_script(main: Callable[[Sequence[str] | None], Any]) -> None:
+    """Entry point: domain errors and missing files become one line on stderr and exit code 2."""
+    try:
+        main(None)
+    except (AmoebaError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def require_matplotlib() -> None:
+    """Fail before any work when the PNG cannot be written."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError("matplotlib is not installed (needed for the PNG): pip install matplotlib")
+
+
+def log(message: str) -> None:
+    """A progress line on stderr (scripts are entry points; the results go to the JSON)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def widths_arg(text: str) -> tuple[float, ...]:
+    return parse_widths(text)
+
+
+def floats_arg(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def names_arg(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+# ---- inputs -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Models:
+    """The base model (dense HF model, its info, weights sha256, tokenizer) and, when asked, the checkpoint."""
+
+    hf: Any
+    info: Any
+    sha256: str
+    tokenizer: Any
+    checkpoint: Any = None
+
+
+def open_models(args: argparse.Namespace, *, checkpoint: bool) -> Models:
+    """Load ``--model`` (and ``--checkpoint``, which must have been made for exactly these weights)."""
+    from core.eval.target import load_tokenizer
+    from core.model.loader import load_base_model, weights_sha256
+
+    torch.manual_seed(args.seed)
+    tokenizer = load_tokenizer(args.model)
+    sha = weights_sha256(args.model)
+    ck = None
+    if checkpoint:
+        from core.checkpoint import open_checkpoint
+
+        ck = open_checkpoint(args.checkpoint, base_dir=args.model)
+    hf, info = load_base_model(args.model)
+    if ck is not None and (ck.elastic.info != info or ck.strategy.model_sha256 != sha):
+        raise ConfigError(f"checkpoint {args.checkpoint} was made for other base weights than {args.model}")
+    return Models(hf, info, sha, tokenizer, ck)
+
+
+def methods_arg(text: str, kind: str | None = None) -> list[str]:
+    """Baseline names (each must be registered, and of ``kind`` when given)."""
+    from core.baselines import baseline_spec
+
+    names = names_arg(text)
+    bad = [n for n in names if kind is not None and baseline_spec(n).kind != kind]
+    if bad:
+        raise ConfigError(f"only {kind} methods fit here; {', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not")
+    return names
+
+
+def resolve_calib_text(args: argparse.Namespace, *dirs: Path) -> Path:
+    """``--calib-text``, else ``calibration.txt`` in ``dirs`` (model, checkpoint) and then the corpus."""
+    if args.calib_text is not None:
+        if not Path(args.calib_text).is_file():
+            raise DataMissingError(f"calibration text not found: {args.calib_text}")
+        return Path(args.calib_text)
+    for d in (*dirs, args.corpus_dir):
+        if (Path(d) / "calibration.txt").is_file():
+            return Path(d) / "calibration.txt"
+    raise DataMissingError(f"no calibration.txt in {', '.join(str(d) for d in (*dirs, args.corpus_dir))}; pass --calib-text FILE")
+
+
+def file_tokens(path: Path, tokenizer: Any, work_dir: Path) -> np.ndarray:
+    """Token ids of a text file (cached under ``work_dir``, never next to the input)."""
+    from core.data.tokens import tokenize_file
+
+    return tokenize_file(Path(path), tokenizer, cache_dir=Path(work_dir) / "tokens")
+
+
+def calib_ids(args: argparse.Namespace, tokenizer: Any, *dirs: Path) -> tuple[np.ndarray, Path]:
+    """The calibration token stream and its file."""
+    path = resolve_calib_text(args, *dirs)
+    return file_tokens(path, tokenizer, args.work_dir), path
+
+
+# ---- evaluation ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalSuite:
+    """Token streams for perplexity and selected multiple-choice items, loaded once and applied to many models."""
+
+    streams: dict[str, torch.Tensor]
+    items: dict[str, list[Any]]
+    tokenizer: Any
+    window: int
+    max_windows: int | None
+    max_len: int
+    batch_size: int
+
+    @classmethod
+    def load(cls, args: argparse.Namespace, tokenizer: Any, max_positions: int) -> EvalSuite:
+        from core.data.paths import data_dir
+        from core.eval.tasks import load_task, select_items
+        from core.eval.wikitext import wikitext2_test_text
+
+        root = data_dir(args.data_dir)
+        book = Path(args.corpus_dir) / "validation.txt"
+        if not book.is_file():
+            raise DataMissingError(f"held-out books not found: {book} (prepare the corpus or pass --corpus-dir)")
+        streams = {"wikitext2": tokenize_stream(tokenizer, wikitext2_test_text(root / "wikitext2")),
+                   "book": tokenize_stream(tokenizer, book.read_text(encoding="utf-8"))}
+        limit = args.limit or None
+        items = {t: select_items(load_task(t, root), limit, args.seed) for t in names_arg(args.tasks)}
+        window = context_window(args.eval_window, max_positions)
+        return cls(streams, items, tokenizer, window, args.max_windows or None, max_positions, args.batch_size)
+
+    def describe(self) -> dict[str, Any]:
+        return {"window": self.window, "max_windows": self.max_windows, "stream_tokens": {k: int(v.numel()) for k, v in self.streams.items()},
+                "tasks": {k: len(v) for k, v in self.items.items()}}
+
+    def evaluate(self, logits_fn: LogitsFn, *, tasks: bool = True) -> dict[str, Any]:
+        """Perplexity of every stream and (``tasks``) every task's acc / acc_norm, with the mean over tasks."""
+        from core.eval.multiple_choice import evaluate_items
+
+        t0 = time.perf_counter()
+        out: dict[str, Any] = {}
+        for name, ids in self.streams.items():
+            r = perplexity_from_ids(logits_fn, ids, self.window, batch_size=self.batch_size, max_windows=self.max_windows)
+            out[name] = {"ppl": r.ppl, "nll": r.nll, "tokens_scored": r.tokens_scored}
+        if tasks and self.items:
+            res = {t: evaluate_items(t, logits_fn, self.tokenizer, its, self.max_len, batch_size=self.batch_size) for t, its in self.items.items()}
+            out["tasks"] = {t: {"acc": r.acc, "acc_norm": r.acc_norm, "acc_norm_stderr": r.acc_norm_stderr, "n": r.n, "chance": r.chance}
+                            for t, r in res.items()}
+            out["mc_mean_acc_norm"] = float(np.mean([r.acc_norm for r in res.values()]))
+            out["mc_mean_chance"] = float(np.mean([r.chance for r in res.values()]))
+        out["seconds"] = round(time.perf_counter() - t0, 2)
+        return out
+
+
+def calibration_ppl(logits_fn: LogitsFn, ids: np.ndarray, window: int, num_windows: int, batch_size: int) -> float:
+    """Perplexity on the calibration windows (the data the methods selected on)."""
+    t = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+    return perplexity_from_ids(logits_fn, t, window, batch_size=batch_size, max_windows=num_windows).ppl
+
+
+def subnet_fingerprint(strategy: Strategy, spec: SubnetSpec) -> str:
+    """Identity of the function a (strategy, shape) computes on the plain base: kept layers, units, biases."""
+    s = strategy.space.validate(spec)
+    layers = strategy.kept_layers(s.num_layers)
+    h = hashlib.sha256(strategy.model_sha256.encode())
+    for i in layers:
+        parts = [i, strategy.attn_groups(s.attn_width, i), strategy.ffn_channels(s.ffn_width, i)]
+        h.update(json.dumps(parts).encode())
+        for module, w in (("attn", s.attn_width), ("ffn", s.ffn_width)):
+            b = strategy.bias(module, w, i)
+            h.update(b"-" if b is None else b.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def save_png(fig: Any, path: Path) -> Path:
+    """Write a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` with the file-only Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# ---- latency ------------------------------------------------------------------------------------------------
+
+
+class LatencyBench:
+    """Measured latency (torch flow, CPU) of shapes built from the base config; one measurement per architecture."""
+
+    def __init__(self, model_dir: Path, workload: str, *, repetitions: int, warmup: int, threads: int = 1) -> None:
+        from profilers.base import MeasureSettings
+        from profilers.registry import get_profiler
+        from profilers.workload import Workload
+
+        self.model_dir = Path(model_dir)
+        self.workload = Workload.parse(workload)
+        self.profiler = get_profiler("torch", MeasureSettings(warmup=warmup, repetitions=repetitions, threads=threads))
+        reason = self.profiler.unavailable_reason()
+        if reason:
+            raise ConfigError(f"torch profiler unavailable: {reason}")
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def settings(self) -> dict[str, Any]:
+        s = self.profiler.settings
+        return {"engine": "torch", "device": "cpu", "workload": self.workload.key, "repetitions": s.repetitions, "warmup": s.warmup, "threads": s.threads}
+
+    def measure(self, spec: SubnetSpec, bias: bool) -> dict[str, Any]:
+        """tpot/ttft medians (ms) of ``spec``; ``bias``: compensation biases present (only matters below width 1)."""
+        from profilers.source import ModelSource
+
+        bias = bias and (spec.attn_width < 1 or spec.ffn_width < 1)
+        key = f"{spec.key}{'+bias' if bias else ''}"
+        if key not in self.rows:
+            row = self.profiler.measure(ModelSource.open(self.model_dir, compensation_bias=bias), spec, self.workload)
+            w = self.workload
+            self.rows[key] = {"arch": key, "tpot_ms": row.tpot_ms.median, "tpot_ms_p90": row.tpot_ms.p90, "ttft_ms": row.ttft_ms.median,
+                              "e2e_ms": row.ttft_ms.median + (w.gen_len - 1) * row.tpot_ms.median, "busy": row.busy}
+        return self.rows[key]

@@ -1,0 +1,121 @@
+"""Baselines as selectable strategies: a lazy registry ``name → builder`` and ``build_baseline_strategy``.
+
+Every builder returns a ``Strategy`` (the same data as Stage 1), so a baseline plugs into ``ElasticModel``,
+export, evaluation and profiling unchanged. Depth methods give depths ``[min_layers, L]`` at width 1; width
+methods give their width ladder at full depth. ``strategy.meta["method"]`` names the method.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+from core.baselines.config import BaselineConfig
+from core.elastic.model import ElasticModel
+from core.errors import ConfigError, StrategyError
+from core.model.loader import ModelInfo
+from core.search.registry import load_plugin
+from core.spec import SubnetSpec
+from core.strategy.calibrate import calibration_windows
+from core.strategy.schema import Strategy
+
+Kind = Literal["depth", "width"]
+
+
+class Builder(Protocol):
+    """``(elastic model at full shape, info, weights sha256, calibration windows [W, T], config) → Strategy``."""
+
+    def __call__(self, model: ElasticModel, info: ModelInfo, sha256: str, windows: torch.Tensor, config: BaselineConfig) -> Strategy: ...
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    """A registered method: where its builder lives, what it prunes, and the work it reproduces."""
+
+    name: str
+    target: str
+    kind: Kind
+    reference: str
+
+
+BASELINES: dict[str, BaselineSpec] = {
+    b.name: b
+    for b in (
+        BaselineSpec("dp", "core.baselines.reference:dp_depth", "depth", "AmoebaLLM Stage 1 depth DP (Fu et al. 2024, arXiv 2411.10606)"),
+        BaselineSpec("drop-last", "core.baselines.reference:drop_last", "depth", "keep the first d layers (reference)"),
+        BaselineSpec("ppl-block", "core.baselines.block_ppl:ppl_block", "depth", "Shortened LLaMA, PPL criterion (Kim et al. 2024, arXiv 2402.02834)"),
+        BaselineSpec("taylor-block", "core.baselines.block_taylor:taylor_block", "depth", "Shortened LLaMA, Taylor+ (Kim et al. 2024, arXiv 2402.02834)"),
+        BaselineSpec("angular", "core.baselines.angular:angular_block", "depth",
+                     "The Unreasonable Ineffectiveness of the Deeper Layers (Gromov et al. 2024, arXiv 2403.17887)"),
+        BaselineSpec("flap", "core.baselines.flap:flap_width", "width", "FLAP (An et al. 2024, arXiv 2312.11983), uniform allocation"),
+        BaselineSpec("magnitude", "core.baselines.magnitude:magnitude_width", "width", "uniform L2-magnitude width pruning (reference)"),
+    )
+}
+
+
+def baseline_names(kind: Kind | None = None) -> list[str]:
+    """Registered method names (nothing is imported), optionally only depth or width methods."""
+    return [n for n, b in BASELINES.items() if kind is None or b.kind == kind]
+
+
+def baseline_spec(name: str) -> BaselineSpec:
+    if name not in BASELINES:
+        raise ConfigError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
+    return BASELINES[name]
+
+
+def build_baseline_strategy(
+    name: str,
+    model: PreTrainedModel | ElasticModel,
+    info: ModelInfo,
+    sha256: str,
+    calib_tokens: np.ndarray | torch.Tensor | Sequence[int],
+    config: BaselineConfig,
+) -> Strategy:
+    """Run baseline ``name`` on ``model`` (an HF model is wrapped in place) and return its validated ``Strategy``.
+
+    Calibration windows come from ``calib_tokens`` exactly as Stage 1 takes them. The model is used dense; an
+    ``ElasticModel``'s active shape and train/eval mode are restored. ``meta`` records method, kind, reference,
+    config, the calibration tokens' sha256 and the wall time.
+    """
+    spec = baseline_spec(name)
+    if spec.kind == "width" and len(config.widths) < 2:
+        raise ConfigError(f"{name} is a width method: give a width ladder with widths below 1 (got {list(config.widths)})")
+    builder: Builder = load_plugin({n: b.target for n, b in BASELINES.items()}, name, "baseline")
+    em = model if isinstance(model, ElasticModel) else ElasticModel(model)
+    if em.info != info:
+        raise StrategyError("the given ModelInfo does not describe the given model")
+    if config.window > info.max_position_embeddings:
+        raise ConfigError(f"window {config.window} exceeds the model's max_position_embeddings {info.max_position_embeddings}")
+    windows = calibration_windows(calib_tokens, config.window, config.max_tokens, config.num_windows)
+    if int(windows.max()) >= info.vocab_size:
+        raise ConfigError(f"calibration token id {int(windows.max())} is outside the model's vocabulary ({info.vocab_size}): wrong tokenizer?")
+    prev_spec, was_training = em.spec, em.training
+    t0 = time.perf_counter()
+    try:
+        em.eval()
+        em.set_shape(SubnetSpec(info.num_layers, 1.0, 1.0))
+        strategy = builder(em, info, sha256, windows, config)
+    finally:
+        em.set_shape(prev_spec)
+        em.train(was_training)
+    strategy.meta = {
+        "method": name,
+        "kind": spec.kind,
+        "reference": spec.reference,
+        "config": config.to_dict(),
+        "calib_tokens_sha256": hashlib.sha256(windows.numpy().tobytes()).hexdigest(),
+        "tokens_used": int(windows.numel()),
+        "num_windows": int(windows.shape[0]),
+        "wall_s": round(time.perf_counter() - t0, 3),
+        **strategy.meta,
+    }
+    strategy.validate()
+    return strategy
