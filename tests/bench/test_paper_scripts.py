@@ -1,0 +1,167 @@
+"""Smoke tests of the paper scripts (bench/paper) in ``--tiny`` mode on a tiny model, the committed eval fixtures
+and an untrained one-for-all checkpoint."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from core.data.paths import FIXTURES_DIR, REPO_ROOT
+from tests.conftest import make_tiny
+
+DATA = FIXTURES_DIR / "eval" / "data"
+
+
+def _script(name: str) -> Any:
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    return importlib.import_module(f"bench.paper.{name}")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny 4-layer Llama with the fixture tokenizer, a corpus, and an (untrained) Amoeba checkpoint."""
+    from transformers import AutoTokenizer
+
+    from core.checkpoint import save_checkpoint
+    from core.finetune.build import build_trainee
+    from core.finetune.config import FinetuneConfig
+    from core.model.loader import load_base_model, weights_sha256
+    from core.smol.config import SmolConfig
+    from core.strategy.calibrate import CalibrationConfig, calibrate
+
+    root = tmp_path_factory.mktemp("paper")
+    tok = AutoTokenizer.from_pretrained(str(FIXTURES_DIR / "eval" / "tokenizer"))
+    model = root / "model"
+    make_tiny(vocab=len(tok), layers=4).save_pretrained(str(model))
+    tok.save_pretrained(str(model))
+    corpus = root / "corpus"
+    corpus.mkdir()
+    text = (DATA / "wikitext2" / "wiki.test.raw").read_text()
+    for part in ("train", "calibration", "validation"):
+        (corpus / f"{part}.txt").write_text(text)
+    torch.set_num_threads(1)
+    hf, info = load_base_model(model)
+    st = calibrate(hf, info, weights_sha256(model), tok(text)["input_ids"], CalibrationConfig(min_layers=2, widths=(1, 0.75, 0.5), window=16, num_windows=8))
+    cfg = FinetuneConfig(adapter=SmolConfig(num_experts=2, rank=2, top_k=1), max_steps=3, batch_size=2, seq_len=16)
+    save_checkpoint(root / "ckpt", build_trainee(model, st, cfg.adapter), model, cfg.to_dict(), step=3, tokens_seen=96)
+    return {"root": root, "model": model, "corpus": corpus, "ckpt": root / "ckpt"}
+
+
+def _args(env: dict[str, Path], out: str, *extra: str) -> list[str]:
+    return ["--tiny", "--model", str(env["model"]), "--corpus-dir", str(env["corpus"]), "--data-dir", str(DATA),
+            "--work-dir", str(env["root"] / "work"), "--out", str(env["root"] / out), *extra]
+
+
+def _check_record(doc: dict[str, Any], script: str) -> None:
+    assert doc["command"].startswith(f"python bench/paper/{script} --tiny")
+    assert doc["wall_s"] >= 0 and len(doc["load_avg_before"]) == 3 and len(doc["load_avg_after"]) == 3
+
+
+def test_table3(env: dict[str, Path]) -> None:
+    pytest.importorskip("matplotlib")
+    doc = _script("table3").main(_args(env, "t3.json", "--depths", "3,2"))
+    assert json.loads((env["root"] / "t3.json").read_text())["table"] == json.loads(json.dumps(doc["table"]))
+    assert (env["root"] / "t3.png").stat().st_size > 1000
+    _check_record(doc, "table3.py")
+    assert set(doc["methods"]) == {"dp", "angular", "ppl-block", "taylor-block", "drop-last"}
+    assert len(doc["table"]) == 5 * 2
+    dp = doc["methods"]["dp"]
+    for d in ("3", "2"):  # the table's calibration perplexity is the DP's own objective on the same windows
+        assert dp["depths"][d]["calibration_ppl"] == pytest.approx(dp["meta"]["dp_perplexity"][d], rel=1e-4)
+        assert len(dp["depths"][d]["kept"]) == int(d) and 3 in dp["depths"][d]["kept"]  # keep_last = 1
+    assert doc["methods"]["drop-last"]["depths"]["2"]["kept"] == [0, 1]
+    for r in doc["methods"].values():
+        for row in r["depths"].values():
+            if row["same_subnet_as"]:
+                twin = doc["methods"][row["same_subnet_as"]]["depths"]
+                assert any(t["fingerprint"] == row["fingerprint"] and t["wikitext2"] == row["wikitext2"] for t in twin.values())
+
+
+def test_table1_rows_choice_and_resume(env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    table1 = _script("table1")
+    args = _args(env, "t1.json", "--checkpoint", str(env["ckpt"]), "--methods", "flap,ppl-block", "--targets", "0.8,0.5", "--min-layers", "2")
+    doc = table1.main(args)
+    _check_record(doc, "table1.py")
+    keys = {r["key"] for r in doc["rows"]}
+    assert keys == {f"{m}|{t}|{s}" for m, stages in (("amoeba", ("one-for-all", "lora")), ("flap", ("pruned", "lora")), ("ppl-block", ("pruned", "lora")))
+                    for t in (0.8, 0.5) for s in stages}
+    rows = {r["key"]: r for r in doc["rows"]}
+    assert doc["one_for_all"] == {"kind": "amoeba", "steps": 3, "tokens_seen": 96, "shapes_per_step": 4}
+    assert doc["settings"]["lora"]["steps"] == 2 and rows["flap|0.8|lora"]["finetune"]["tokens_seen"] == 2 * 2 * 16
+    amoeba = rows["amoeba|0.5|one-for-all"]
+    assert amoeba["shape"] == rows["amoeba|0.5|lora"]["shape"] == amoeba["choice"]["spec"]
+    best = min(amoeba["choice"]["scores"].values())
+    assert amoeba["choice"]["scores"][amoeba["shape"]] == best
+    assert all(abs(f - 0.5) <= 0.02 + 1e-9 for f in [amoeba["fraction"]]) or amoeba["choice"]["rule"].startswith("none within")
+    assert rows["ppl-block|0.5|pruned"]["shape"] == "L2-a1-f1" and rows["flap|0.5|pruned"]["shape"] == "L4-a0.5-f0.5"
+    assert rows["flap|0.5|pruned"]["compensation_bias"] and not rows["ppl-block|0.5|pruned"]["compensation_bias"]
+    ev = rows["flap|0.8|lora"]["eval"]
+    assert set(ev["tasks"]) == {"piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "boolq", "openbookqa"}
+    assert math.isfinite(ev["wikitext2"]["ppl"]) and ev["tasks"]["piqa"]["n"] == 3
+    assert {r["label"] for r in doc["table"]} >= {"AmoebaLLM", "AmoebaLLM†", "flap (no FT)", "flap + LoRA"}
+
+    import core.baselines.shape_lora as shape_lora
+
+    def no_training(*a: Any, **k: Any) -> Any:
+        raise AssertionError("a finished row was trained again")
+
+    monkeypatch.setattr(shape_lora, "finetune_shape", no_training)
+    again = table1.main(args)  # same settings: every row is taken from the JSON
+    assert [r["eval"] for r in again["rows"]] == [r["eval"] for r in json.loads(json.dumps(doc["rows"]))]
+
+
+def test_figure3_points_latency_and_overlay(env: dict[str, Path]) -> None:
+    pytest.importorskip("matplotlib")
+    t1 = env["root"] / "t1-fig.json"
+    _script("table1").main(_args(env, "t1-fig.json", "--checkpoint", str(env["ckpt"]), "--methods", "magnitude", "--targets", "0.5", "--min-layers", "2"))
+    doc = _script("figure3").main(_args(env, "f3.json", "--checkpoint", str(env["ckpt"]), "--methods", "angular,flap", "--depths", "4,3", "--table1", str(t1)))
+    _check_record(doc, "figure3.py")
+    assert (env["root"] / "f3.png").stat().st_size > 1000
+    pts = doc["points"]
+    by = {(p["label"], p["shape"]): p for p in pts}
+    assert {k for k in by if k[0] == "AmoebaLLM"} == {("AmoebaLLM", s) for s in ("L4-a1-f1", "L4-a0.75-f0.75", "L4-a0.5-f0.5", "L3-a1-f1",
+                                                                               "L3-a0.75-f0.75", "L3-a0.5-f0.5", "L2-a1-f1", "L2-a0.75-f0.75", "L2-a0.5-f0.5")}
+    assert {k[1] for k in by if k[0] == "angular (no FT)"} == {"L4-a1-f1", "L3-a1-f1"}
+    assert {k[1] for k in by if k[0] == "flap (no FT)"} == {"L4-a1-f1", "L4-a0.75-f0.75", "L4-a0.5-f0.5"}
+    full = [p for p in pts if p["shape"] == "L4-a1-f1" and p["label"] != "AmoebaLLM"]
+    assert len({p["wikitext2_ppl"] for p in full}) == 1 and len({p["latency"]["arch"] for p in full}) == 1
+    assert by[("flap (no FT)", "L4-a0.5-f0.5")]["latency"]["arch"] == "L4-a0.5-f0.5+bias"
+    tuned = [p for p in pts if p.get("finetuned")]
+    assert {p["label"] for p in tuned} == {"AmoebaLLM†", "magnitude + LoRA"}
+    assert by[("magnitude + LoRA", "L4-a0.5-f0.5")]["latency"]["arch"] == "L4-a0.5-f0.5"
+    for p in pts:
+        lat = p["latency"]
+        assert lat["tpot_ms"] > 0 and lat["e2e_ms"] == pytest.approx(lat["ttft_ms"] + 3 * lat["tpot_ms"])
+    assert doc["latency"]["workload"] == "b1-p8-g4" and doc["architectures_measured"] == len({p["latency"]["arch"] for p in pts})
+
+
+def test_bad_input_is_one_line_and_exit_2(env: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                         tmp_path: Path) -> None:
+    from bench.paper.common import run_script
+
+    other = tmp_path / "other"
+    make_tiny(vocab=512, layers=4, seed=1).save_pretrained(str(other))
+    for src in (env["model"] / "tokenizer.json", env["model"] / "tokenizer_config.json"):
+        (other / src.name).write_bytes(src.read_bytes())
+    capsys.readouterr()
+    cases = [
+        (_script("table3"), ["--methods", "dp,flap"], "only depth methods fit here; flap is not"),
+        (_script("table3"), ["--methods", "nope"], "unknown baseline 'nope'"),
+        (_script("table1"), ["--checkpoint", str(tmp_path / "missing")], "checkpoint not found"),
+        (_script("figure3"), ["--checkpoint", str(env["ckpt"]), "--model", str(other)], "other base weights"),
+    ]
+    for module, extra, msg in cases:
+        monkeypatch.setattr(sys, "argv", ["x", *_args(env, "bad.json", *extra)])
+        with pytest.raises(SystemExit) as e:
+            run_script(module.main)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and msg in err[0], err
+    assert not (env["root"] / "bad.json").exists()
