@@ -39,8 +39,8 @@ BASE_DIR = ROOT / "models" / "amoeba-tiny-base"
 #: the default base model's config (what models/amoeba-tiny-base/config.json holds once pretraining finished)
 DEFAULT_CONFIG: dict[str, Any] = {
     "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 8192, "hidden_size": 256, "intermediate_size": 768,
-    "num_hidden_layers": 12, "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 16, "max_position_embeddings": 1024,
-    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False, "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2,
+    "num_hidden_layers": 12, "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 16, "max_position_embeddings": 512,
+    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True, "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2,
 }
 DEPTHS = (12, 10, 8, 6, 4, 2)
 WIDTH_PAIRS = ((1.0, 1.0), (0.875, 0.875), (0.75, 0.75), (0.625, 0.625), (1.0, 0.625), (0.625, 1.0))

@@ -41,9 +41,9 @@ def _check(model) -> None:
     assert past2[0].shape[2] == 10
 
 
-@pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral"])
-def test_graph_matches_torch_prefill_and_cached_decode(kind: str) -> None:
-    _check(make_tiny(kind, layers=2))
+@pytest.mark.parametrize(("kind", "tied"), [("llama", False), ("llama", True), ("qwen2", False), ("mistral", False)])
+def test_graph_matches_torch_prefill_and_cached_decode(kind: str, tied: bool) -> None:
+    _check(make_tiny(kind, layers=2, tied=tied))
 
 
 def test_graph_matches_torch_for_biased_and_granite_shapes(tmp_path) -> None:
