@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import shlex
 import sys
@@ -29,8 +28,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common_eval import spread_windows  # noqa: E402
 from core.errors import AmoebaError, ConfigError, DataMissingError  # noqa: E402
 from core.eval.perplexity import LogitsFn, context_window, perplexity_from_ids, tokenize_stream  # noqa: E402
+from core.eval.recipe import finite_json  # noqa: E402
 from core.search.atomic import write_json  # noqa: E402
 from core.spec import SubnetSpec, parse_widths  # noqa: E402
 from core.strategy.schema import Strategy  # noqa: E402
@@ -95,20 +96,9 @@ class RunRecord:
                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def finite(x: Any) -> Any:
-    """Non-finite floats → ``None`` (recursively), so results are standard JSON."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {str(k): finite(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [finite(v) for v in x]
-    return x
-
-
 def save_json(path: Path, doc: dict[str, Any]) -> Path:
     """Write ``doc`` atomically (non-finite numbers become ``null``)."""
-    write_json(path, finite(doc))
+    write_json(path, finite_json(doc))
     return path
 
 
@@ -223,7 +213,12 @@ def calib_ids(args: argparse.Namespace, tokenizer: Any, *dirs: Path) -> tuple[np
 
 @dataclass
 class EvalSuite:
-    """Token streams for perplexity and selected multiple-choice items, loaded once and applied to many models."""
+    """Perplexity windows and selected multiple-choice items, loaded once and applied to many models.
+
+    ``streams[name]`` holds the scored windows back to back: ``max_windows`` windows of ``window`` tokens spread
+    evenly over the whole text (first and last included; ``bench.common_eval.spread_windows``, as the Stage 2
+    benches), so every held-out book is represented; ``None`` = every window (the standard WikiText-2 protocol).
+    """
 
     streams: dict[str, torch.Tensor]
     items: dict[str, list[Any]]
@@ -232,6 +227,7 @@ class EvalSuite:
     max_windows: int | None
     max_len: int
     batch_size: int
+    tokens_total: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def load(cls, args: argparse.Namespace, tokenizer: Any, max_positions: int) -> EvalSuite:
@@ -243,15 +239,18 @@ class EvalSuite:
         book = Path(args.corpus_dir) / "validation.txt"
         if not book.is_file():
             raise DataMissingError(f"held-out books not found: {book} (prepare the corpus or pass --corpus-dir)")
-        streams = {"wikitext2": tokenize_stream(tokenizer, wikitext2_test_text(root / "wikitext2")),
-                   "book": tokenize_stream(tokenizer, book.read_text(encoding="utf-8"))}
+        whole = {"wikitext2": tokenize_stream(tokenizer, wikitext2_test_text(root / "wikitext2")),
+                 "book": tokenize_stream(tokenizer, book.read_text(encoding="utf-8"))}
         limit = args.limit or None
         items = {t: select_items(load_task(t, root), limit, args.seed) for t in names_arg(args.tasks)}
         window = context_window(args.eval_window, max_positions)
-        return cls(streams, items, tokenizer, window, args.max_windows or None, max_positions, args.batch_size)
+        max_windows = args.max_windows or None
+        streams = {k: spread_windows(v, window, max_windows) for k, v in whole.items()}
+        return cls(streams, items, tokenizer, window, max_windows, max_positions, args.batch_size, {k: int(v.numel()) for k, v in whole.items()})
 
     def describe(self) -> dict[str, Any]:
-        return {"window": self.window, "max_windows": self.max_windows, "stream_tokens": {k: int(v.numel()) for k, v in self.streams.items()},
+        return {"window": self.window, "max_windows": self.max_windows, "windows": "spread evenly over each text",
+                "stream_tokens": self.tokens_total, "scored_windows": {k: int(v.numel()) // self.window for k, v in self.streams.items()},
                 "tasks": {k: len(v) for k, v in self.items.items()}}
 
     def evaluate(self, logits_fn: LogitsFn, *, tasks: bool = True) -> dict[str, Any]:
@@ -261,7 +260,7 @@ class EvalSuite:
         t0 = time.perf_counter()
         out: dict[str, Any] = {}
         for name, ids in self.streams.items():
-            r = perplexity_from_ids(logits_fn, ids, self.window, batch_size=self.batch_size, max_windows=self.max_windows)
+            r = perplexity_from_ids(logits_fn, ids, self.window, batch_size=self.batch_size)
             out[name] = {"ppl": r.ppl, "nll": r.nll, "tokens_scored": r.tokens_scored}
         if tasks and self.items:
             res = {t: evaluate_items(t, logits_fn, self.tokenizer, its, self.max_len, batch_size=self.batch_size) for t, its in self.items.items()}

@@ -76,7 +76,7 @@ class Rows:
         self.rows: dict[str, dict[str, Any]] = {}
         if path.is_file() and not fresh:
             old = json.loads(path.read_text())
-            if old.get("settings") == json.loads(json.dumps(c.finite(header["settings"]))):
+            if old.get("settings") == json.loads(json.dumps(c.finite_json(header["settings"]))):
                 self.rows = {r["key"]: r for r in old.get("rows", [])}
 
     def have(self, key: str) -> bool:
