@@ -32,7 +32,7 @@ except ModuleNotFoundError:  # run as a file: python bench/paper/figure3.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from bench.paper import common as c
 
-DEFAULT_METHODS = "ppl-block,taylor-block,angular,flap,magnitude"
+DEFAULT_METHODS = "ppl-block,taylor-block,angular,flap,llm-pruner,magnitude"
 LATENCY_KEYS = {"tpot": "tpot_ms", "ttft": "ttft_ms", "e2e": "e2e_ms"}
 
 

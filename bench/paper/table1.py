@@ -33,7 +33,7 @@ except ModuleNotFoundError:  # run as a file: python bench/paper/table1.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from bench.paper import common as c
 
-DEFAULT_METHODS = "ppl-block,taylor-block,angular,flap,magnitude"
+DEFAULT_METHODS = "ppl-block,taylor-block,angular,flap,llm-pruner,magnitude"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

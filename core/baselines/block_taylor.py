@@ -27,8 +27,10 @@ def block_weights(model: ElasticModel, layer: int) -> dict[str, torch.nn.Paramet
     return {n: p for n, p in model.decoder_layers[layer].named_parameters() if n.endswith("weight")}
 
 
-def taylor_block_salience(model: ElasticModel, windows: torch.Tensor, batch_size: int) -> list[float]:
-    """Taylor salience of every decoder block on ``windows`` ``[W, T]`` (parameters' ``requires_grad`` restored, no ``.grad`` left)."""
+def taylor_products(model: ElasticModel, windows: torch.Tensor, batch_size: int) -> dict[tuple[int, str], torch.Tensor]:
+    """``Σ_batches W ⊙ ∂L_b/∂W`` (float64, shaped like W) for every weight of every decoder block, keyed
+    ``(layer, parameter name)``. Only block weights receive gradients; every parameter's ``requires_grad`` is
+    restored and no ``.grad`` is left behind."""
     L = model.info.num_layers
     params = {(i, n): p for i in range(L) for n, p in block_weights(model, i).items()}
     everything = list(model.parameters())
@@ -36,7 +38,7 @@ def taylor_block_salience(model: ElasticModel, windows: torch.Tensor, batch_size
     acc = {k: torch.zeros_like(p, dtype=torch.float64) for k, p in params.items()}
     dev = model.hf.lm_head.weight.device
     try:
-        for p in everything:  # gradients reach the block weights only
+        for p in everything:
             p.requires_grad_(False)
         for p in params.values():
             p.requires_grad_(True)
@@ -54,7 +56,16 @@ def taylor_block_salience(model: ElasticModel, windows: torch.Tensor, batch_size
             p.grad = None
         for p, flag in zip(everything, flags, strict=True):
             p.requires_grad_(flag)
-    return [float(sum(acc[(i, n)].abs().sum() for n in block_weights(model, i))) for i in range(L)]
+    return acc
+
+
+def taylor_block_salience(model: ElasticModel, windows: torch.Tensor, batch_size: int) -> list[float]:
+    """Taylor salience of every decoder block on ``windows`` ``[W, T]``: Σ over its weights of ``|taylor_products|``."""
+    acc = taylor_products(model, windows, batch_size)
+    totals = [0.0] * model.info.num_layers
+    for (i, _), t in acc.items():
+        totals[i] += float(t.abs().sum())
+    return totals
 
 
 def taylor_block(model: ElasticModel, info: ModelInfo, sha256: str, windows: torch.Tensor, config: BaselineConfig) -> Strategy:

@@ -1,5 +1,5 @@
-"""Helpers every baseline uses: protected-block ranges, one-shot block removal, and the two strategy shapes
-(depth-only at width 1, width-only at full depth) in the common ``Strategy`` data structure."""
+"""Helpers every baseline uses: protected-block ranges, one-shot block removal, unit scores from per-weight scores,
+and the two strategy shapes (depth-only at width 1, width-only at full depth) in the common ``Strategy`` data."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from typing import Any
 import torch
 
 from core.baselines.config import BaselineConfig
+from core.elastic.model import head_rows, kv_rows
 from core.errors import ConfigError
 from core.model.loader import ModelInfo
-from core.spec import ShapeSpace
+from core.spec import ShapeSpace, format_width
 from core.strategy.schema import Strategy
+from core.strategy.units import kept_ffn_channels, kept_kv_groups
+from core.strategy.width import top_units
 
 
 def protected_blocks(method: str, info: ModelInfo, config: BaselineConfig, default_first: int, default_last: int) -> tuple[int, int]:
@@ -63,3 +66,30 @@ def width_only_strategy(info: ModelInfo, sha256: str, widths: Sequence[float], a
     st = Strategy(info, sha256, ShapeSpace(L, L, tuple(widths)), 0, allocation, {L: tuple(range(L))}, attn, ffn, biases, dict(meta))
     st.validate()
     return st
+
+
+def unit_totals(scores: Mapping[str, torch.Tensor], info: ModelInfo) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum per-element scores (one tensor per linear, shaped like its weight ``[out, in]``) over each unit.
+
+    A KV group owns its q_proj / k_proj / v_proj rows and o_proj columns; an MLP channel its gate_proj / up_proj
+    row and down_proj column. Returns ``(group scores [num_kv_heads], channel scores [intermediate_size])``.
+    """
+    groups = []
+    for g in range(info.num_kv_heads):
+        q, kv = head_rows([g], info), kv_rows([g], info)
+        groups.append(scores["q_proj"][q].sum() + scores["k_proj"][kv].sum() + scores["v_proj"][kv].sum() + scores["o_proj"][:, q].sum())
+    channels = scores["gate_proj"].sum(1) + scores["up_proj"].sum(1) + scores["down_proj"].sum(0)
+    return torch.stack(groups), channels
+
+
+def uniform_width_selection(info: ModelInfo, widths: Sequence[float], per_layer: Sequence[tuple[torch.Tensor, torch.Tensor]]
+                            ) -> tuple[dict[str, tuple[tuple[int, ...], ...]], dict[str, tuple[tuple[int, ...], ...]]]:
+    """Every layer keeps its own best ``kept_kv_groups`` / ``kept_ffn_channels`` units at each width below 1.
+
+    ``per_layer[i]`` = (group scores, channel scores) of layer i (higher = keep). Returns ``(attn, ffn)`` tables.
+    """
+    attn, ffn = {}, {}
+    for w in (x for x in widths if x != 1.0):
+        attn[format_width(w)] = tuple(top_units(a, kept_kv_groups(info, w)) for a, _ in per_layer)
+        ffn[format_width(w)] = tuple(top_units(f, kept_ffn_channels(info, w)) for _, f in per_layer)
+    return attn, ffn

@@ -10,37 +10,20 @@ from __future__ import annotations
 
 import torch
 
-from core.baselines.build import width_only_strategy
+from core.baselines.build import uniform_width_selection, unit_totals, width_only_strategy
 from core.baselines.config import BaselineConfig
-from core.elastic.model import ElasticModel, head_rows, kv_rows
+from core.elastic.model import ElasticModel
 from core.model.loader import ModelInfo
-from core.spec import format_width
 from core.strategy.schema import Strategy
-from core.strategy.units import kept_ffn_channels, kept_kv_groups
-from core.strategy.width import top_units
-
-
-def _sq(w: torch.Tensor, dim: int) -> torch.Tensor:
-    return w.detach().double().pow(2).sum(dim)
 
 
 def unit_magnitudes(model: ElasticModel, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(kv-group scores [num_kv_heads], MLP-channel scores [intermediate_size])`` of decoder layer ``layer``."""
-    info, lin = model.info, model.elastic_linears(layer)
-    groups = []
-    for g in range(info.num_kv_heads):
-        q, kv = head_rows([g], info), kv_rows([g], info)
-        groups.append(_sq(lin["q_proj"].base.weight[q], 1).sum() + _sq(lin["k_proj"].base.weight[kv], 1).sum()
-                      + _sq(lin["v_proj"].base.weight[kv], 1).sum() + _sq(lin["o_proj"].base.weight[:, q], 0).sum())
-    ffn = _sq(lin["gate_proj"].base.weight, 1) + _sq(lin["up_proj"].base.weight, 1) + _sq(lin["down_proj"].base.weight, 0)
-    return torch.stack(groups), ffn
+    squares = {n: lin.base.weight.detach().double().pow(2) for n, lin in model.elastic_linears(layer).items()}
+    return unit_totals(squares, model.info)
 
 
 def magnitude_width(model: ElasticModel, info: ModelInfo, sha256: str, windows: torch.Tensor, config: BaselineConfig) -> Strategy:
     """Widths of ``config.widths`` at full depth; ``windows`` is unused (data-free)."""
-    scores = [unit_magnitudes(model, i) for i in range(info.num_layers)]
-    attn, ffn = {}, {}
-    for w in (x for x in config.widths if x != 1.0):
-        attn[format_width(w)] = tuple(top_units(a, kept_kv_groups(info, w)) for a, _ in scores)
-        ffn[format_width(w)] = tuple(top_units(f, kept_ffn_channels(info, w)) for _, f in scores)
+    attn, ffn = uniform_width_selection(info, config.widths, [unit_magnitudes(model, i) for i in range(info.num_layers)])
     return width_only_strategy(info, sha256, config.widths, attn, ffn, {}, allocation="uniform", meta={"data_free": True})

@@ -55,6 +55,8 @@ BASELINES: dict[str, BaselineSpec] = {
         BaselineSpec("angular", "core.baselines.angular:angular_block", "depth",
                      "The Unreasonable Ineffectiveness of the Deeper Layers (Gromov et al. 2024, arXiv 2403.17887)"),
         BaselineSpec("flap", "core.baselines.flap:flap_width", "width", "FLAP (An et al. 2024, arXiv 2312.11983), uniform allocation"),
+        BaselineSpec("llm-pruner", "core.baselines.llm_pruner:llm_pruner_width", "width",
+                     "LLM-Pruner (Ma et al. 2023, arXiv 2305.11627), channel-wise Taylor, uniform ratio"),
         BaselineSpec("magnitude", "core.baselines.magnitude:magnitude_width", "width", "uniform L2-magnitude width pruning (reference)"),
     )
 }

@@ -62,7 +62,7 @@ def _nll_without(em: ElasticModel, windows: torch.Tensor, removed: set[int]) -> 
 
 def test_registry_lists_methods_without_importing_them() -> None:
     assert set(baseline_names("depth")) == {"dp", "drop-last", "ppl-block", "taylor-block", "angular"}
-    assert set(baseline_names("width")) == {"flap", "magnitude"}
+    assert set(baseline_names("width")) == {"flap", "magnitude", "llm-pruner"}
     assert all(":" in b.target for b in BASELINES.values())
 
 
@@ -222,6 +222,34 @@ def test_magnitude_keeps_the_largest_units(tiny) -> None:
     assert 7 in st.ffn["0.5"][1] and 9 not in st.ffn["0.75"][1]
     assert st.attn["0.5"][1] == (1,)
     assert not st.biases and st.meta["data_free"] is True
+
+
+def test_llm_pruner_unit_importance_is_the_summed_taylor_term(tiny) -> None:
+    from core.baselines.llm_pruner import unit_taylor
+    from core.elastic.model import head_rows, kv_rows
+
+    model, info = tiny
+    with torch.no_grad():  # MLP channel 5 of layer 1 contributes nothing: zero importance
+        mlp = model.model.layers[1].mlp
+        mlp.gate_proj.weight[5].zero_()
+        mlp.up_proj.weight[5].zero_()
+        mlp.down_proj.weight[:, 5].zero_()
+    em = ElasticModel(model).eval()
+    windows = _tokens().reshape(8, 16)
+    scores = unit_taylor(em, windows, batch_size=8)
+    assert scores[1][1][5] == 0.0 and (scores[1][1] > 0).sum() == 127
+    attn = model.model.layers[3].self_attn
+    mats = [attn.q_proj.base.weight, attn.k_proj.base.weight, attn.v_proj.base.weight, attn.o_proj.base.weight]
+    for p in mats:
+        p.requires_grad_(True)
+    loss = F.cross_entropy(em(windows)[:, :-1].reshape(-1, VOCAB), windows[:, 1:].reshape(-1))
+    g = dict(zip(("q", "k", "v", "o"), torch.autograd.grad(loss, mats), strict=True))
+    w = dict(zip(("q", "k", "v", "o"), (m.detach() for m in mats), strict=True))
+    q, kv = head_rows([1], info), kv_rows([1], info)
+    expect = sum(float((w[n][r] * g[n][r]).abs().sum()) for n, r in (("q", q), ("k", kv), ("v", kv))) + float((w["o"][:, q] * g["o"][:, q]).abs().sum())
+    assert float(scores[3][0][1]) == pytest.approx(expect, rel=1e-4)
+    st = build_baseline_strategy("llm-pruner", model, info, SHA, _tokens(), _cfg())
+    assert 5 not in st.ffn["0.75"][1] and not st.biases
 
 
 # ---- parameters and targets ------------------------------------------------------------------------------
