@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -119,7 +120,8 @@ def main() -> int:
     if pretraining_running() and not args.allow_busy:
         print("refusing: `amoeba pretrain` is running (its core would contend with the measurement); use --allow-busy for development")
         return 3
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    env = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} " if os.environ.get("PYTHONPATH") else ""
+    command = env + "python " + " ".join(shlex.quote(a) for a in sys.argv)
     wl = Workload.parse(args.workload)
     settings = MeasureSettings(warmup=args.warmup, repetitions=args.repetitions, threads=1, busy_retries=1)
     result: dict[str, Any] = {"command": command, "created_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
