@@ -21,7 +21,9 @@ def calibrate_cmd(
     keep_last: Annotated[int, typer.Option(help="Top layers that are never removed.")] = 1,
     widths: Annotated[str, typer.Option(help="Width ladder, comma-separated, must include 1.")] = "1,0.875,0.75,0.625",
     allocation: Annotated[str, typer.Option(help="Width allocation: uniform or global.")] = "uniform",
-    bias: Annotated[str, typer.Option(help="Compensation bias modules: attn,ffn | attn | ffn | none.")] = "attn,ffn",
+    bias: Annotated[
+        str, typer.Option(help="Compensation bias modules: attn,ffn | attn | ffn | none (default attn: bench/results/bias_compensation.json).")
+    ] = "attn",
     window: Annotated[int, typer.Option(help="Tokens per calibration window.")] = 256,
     max_tokens: Annotated[Optional[int], typer.Option(help="Use at most this many calibration tokens (0 = all).")] = 16384,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 8,

@@ -70,7 +70,7 @@ def test_config_checked_against_model() -> None:
 def test_calibrate_tiny_model_end_to_end(tmp_path: Path) -> None:
     model = make_tiny("llama", layers=6, seed=2)
     info = ModelInfo.from_config(model.config)
-    cfg = CalibrationConfig(min_layers=3, widths=(1.0, 0.75, 0.5), window=32, batch_size=2)
+    cfg = CalibrationConfig(min_layers=3, widths=(1.0, 0.75, 0.5), window=32, batch_size=2, bias_modules=("attn", "ffn"))
     events: list[CalibrationProgress] = []
     tokens = _tokens()
     st = calibrate(model, info, "ab" * 32, tokens, cfg, calib_sha256="cd" * 32, on_progress=events.append)
