@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from core.atomic import write_json  # noqa: E402
 from core.errors import AmoebaError, ConfigError, DataMissingError  # noqa: E402
 from core.eval.perplexity import context_window, perplexity_from_ids, read_text_file, tokenize_stream  # noqa: E402
 from core.eval.recipe import finite_json as finite  # noqa: E402  (non-finite floats -> None, as amoeba eval's JSON)
 from core.eval.wikitext import wikitext2_test_text  # noqa: E402
 from core.finetune.config import FinetuneConfig  # noqa: E402
 from core.finetune.recipe import FinetuneResult, StepInfo  # noqa: E402
-from core.search.atomic import write_json  # noqa: E402
 from core.spec import SubnetSpec  # noqa: E402
 from core.strategy.schema import Strategy  # noqa: E402
 

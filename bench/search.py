@@ -26,9 +26,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.atomic import write_json  # noqa: E402
 from core.search.accuracy import AccuracyTable  # noqa: E402
 from core.search.answer import answer_query  # noqa: E402
-from core.search.atomic import write_json  # noqa: E402
 from core.search.cache import MemoryAccuracyCache  # noqa: E402
 from core.search.metrics import MetricSettings  # noqa: E402
 from core.search.optuna_search import OptunaConfig  # noqa: E402

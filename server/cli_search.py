@@ -155,7 +155,7 @@ def _run(ctx: typer.Context, **kw: Any) -> None:
     doc = {"answer": ans.to_dict(), "checkpoint": str(ckpt.path), **attrs, "device": lat.table.device.name, "engine": lat.table.engine.name,
            "workload": lat.table.workload, "accuracy_higher_is_better": True, "optuna": asdict(optuna_cfg) if method == "optuna" else None}
     if kw["json_out"] is not None:
-        from core.search.atomic import write_json
+        from core.atomic import write_json
 
         write_json(kw["json_out"], doc)
     if kw["json"]:

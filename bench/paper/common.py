@@ -29,10 +29,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common_eval import spread_windows  # noqa: E402
+from core.atomic import write_json  # noqa: E402
 from core.errors import AmoebaError, ConfigError, DataMissingError  # noqa: E402
 from core.eval.perplexity import LogitsFn, context_window, perplexity_from_ids, tokenize_stream  # noqa: E402
 from core.eval.recipe import finite_json  # noqa: E402
-from core.search.atomic import write_json  # noqa: E402
 from core.spec import SubnetSpec, parse_widths  # noqa: E402
 from core.strategy.schema import Strategy  # noqa: E402
 

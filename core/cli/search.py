@@ -35,7 +35,7 @@ def accuracy_cmd(
     """Compute (or read from the cache) the accuracy of every shape of a checkpoint. Higher accuracy is better."""
     import torch
 
-    from core.search.atomic import write_json
+    from core.atomic import write_json
     from core.search.metrics import MetricSettings
     from core.search.session import AccuracySettings, open_accuracy
     from core.spec import SubnetSpec

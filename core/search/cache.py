@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from core.atomic import atomic_write_text
 from core.errors import ConfigError
 from core.search.accuracy import AccuracyCache, AccuracyKey, AccuracyRecord
-from core.search.atomic import atomic_write_text
 from core.search.registry import load_plugin
 
 CACHE_SCHEMA_VERSION = 1

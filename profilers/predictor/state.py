@@ -8,8 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.atomic import atomic_write_text
 from profilers.errors import TableError
-from profilers.table import ModelFacts, atomic_write_text, format_validation_error
+from profilers.table import ModelFacts, format_validation_error
 
 STATE_VERSION: Literal[1] = 1
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +16,6 @@ from core.strategy.calibrate import CalibrationConfig, CalibrationProgress, cali
 from core.strategy.depth_dp import ModelScorer, NextTokenNLL, depth_dp
 from core.strategy.schema import Strategy
 from tests.conftest import make_tiny
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: two threads on the shared 2-core machine run these tests ~30x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _tokens(n: int = 200, seed: int = 0) -> np.ndarray:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -11,15 +9,6 @@ from core.elastic.model import ElasticModel
 from core.errors import ConfigError
 from core.strategy.depth_dp import ModelScorer, NextTokenNLL, depth_dp, dp_evaluations, exhaustive_depth
 from tests.conftest import make_tiny
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: two threads on the shared 2-core machine run these tests ~30x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class AdditiveScorer:

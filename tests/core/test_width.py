@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -29,15 +27,6 @@ from core.strategy.width import (
     unit_scores,
 )
 from tests.conftest import make_tiny
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: two threads on the shared 2-core machine run these tests ~30x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _recorded(em: ElasticModel, ids: torch.Tensor) -> ChannelStatsRecorder:
