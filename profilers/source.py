@@ -48,8 +48,9 @@ class ModelSource:
 
         d = Path(model_dir)
         raw = read_config(d)
-        info = ModelInfo.from_config(AutoConfig.from_pretrained(str(d)))
         card = d / CARD_NAME
+        # an exported subnet may be Granite or a biased Llama (DESIGN §4); a base model may not
+        info = ModelInfo.from_config(AutoConfig.from_pretrained(str(d)), exported=card.is_file())
         if not card.is_file():
             return cls(d, info, raw, None, None, compensation_bias)
         try:

@@ -62,3 +62,27 @@ def test_bad_card_is_refused(tmp_path: Path, tiny_base: Path) -> None:
     (d / "amoeba_subnet.json").write_text(json.dumps({"shape": "L3-a1-f1"}))
     with pytest.raises(UnsupportedModelError, match="3 layers, config.json has 4"):
         ModelSource.open(d)
+
+
+def test_exported_granite_subnet_with_bias_is_measured(tmp_path: Path) -> None:
+    """3 of 4 heads over hidden 64 with an o_proj compensation bias exports as Granite: still profilable."""
+    import json
+
+    import torch
+
+    from core.elastic.model import ElasticModel
+    from core.export.writer import export_subnet
+    from core.model.loader import ModelInfo
+    from core.strategy.schema import naive_strategy
+
+    model = make_tiny("llama", layers=4, hidden=64, heads=4, kv=4, inter=128)
+    info = ModelInfo.from_config(model.config)
+    st = naive_strategy(info, "sha", min_layers=2, widths=(1.0, 0.75))
+    st.biases = {f"attn.0.75.{i}": torch.randn(64) for i in range(4)}
+    out = tmp_path / "sub"
+    export_subnet(ElasticModel(model, st), "L4-a0.75-f1", out)
+    assert json.loads((out / "config.json").read_text())["model_type"] == "granite"
+    src = ModelSource.open(out)
+    assert src.exported_shape == SubnetSpec(4, 0.75, 1.0) and src.kept(SubnetSpec(4, 0.75, 1.0)) == (3, 128)
+    row = get_profiler("torch", MeasureSettings(warmup=0, repetitions=1, busy_retries=0)).measure(src, SubnetSpec(4, 0.75, 1.0), Workload(1, 6, 3))
+    assert row.shape == "L4-a0.75-f1"
