@@ -203,7 +203,8 @@ def test_dp_equals_stage1_depth_and_drop_last_keeps_the_first_layers(tiny) -> No
 def test_flap_baseline_is_stage1_width_selection_with_biases(tiny) -> None:
     model, info = tiny
     st = build_baseline_strategy("flap", model, info, SHA, _tokens(), _cfg())
-    ref = calibrate(model, info, SHA, _tokens(), CalibrationConfig(min_layers=3, widths=(1.0, 0.75, 0.5), window=16, num_windows=8, batch_size=4))
+    ref = calibrate(model, info, SHA, _tokens(), CalibrationConfig(min_layers=3, widths=(1.0, 0.75, 0.5), window=16, num_windows=8, batch_size=4,
+                                                            bias_modules=("attn", "ffn")))  # FLAP compensates both modules
     assert st.attn == ref.attn and st.ffn == ref.ffn
     assert set(st.biases) == set(ref.biases) and all(torch.equal(st.biases[k], ref.biases[k]) for k in st.biases)
     assert st.depth == {6: tuple(range(6))}
