@@ -102,6 +102,38 @@ def save_json(path: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
+class ResumableRows:
+    """Finished rows keyed by ``row["key"]`` plus ``done`` markers, persisted to ``path`` (under ``field``) after
+    every change. A rerun with equal ``header["settings"]`` resumes (finished rows are kept; entries of ``field``
+    without a key are not rows); other settings or ``fresh`` start over.
+    """
+
+    def __init__(self, path: Path, header: dict[str, Any], fresh: bool, field: str = "rows") -> None:
+        self.path, self.header, self.field = path, header, field
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.done: list[str] = []
+        if path.is_file() and not fresh:
+            old = json.loads(path.read_text())
+            if old.get("settings") == json.loads(json.dumps(finite_json(header["settings"]))):
+                self.rows = {r["key"]: r for r in old.get(field, []) if "key" in r}
+                self.done = list(old.get("done", []))
+
+    def have(self, key: str) -> bool:
+        return key in self.rows
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows[row["key"]] = row
+        self._save()
+
+    def mark_done(self, marker: str) -> None:
+        if marker not in self.done:
+            self.done.append(marker)
+            self._save()
+
+    def _save(self) -> None:
+        save_json(self.path, {**self.header, self.field: list(self.rows.values()), "done": self.done})
+
+
 def run_script(main: Callable[[Sequence[str] | None], Any]) -> None:
     """Entry point: domain errors and missing files become one line on stderr and exit code 2."""
     try:

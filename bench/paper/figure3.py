@@ -49,15 +49,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=1, help="warm-up runs per architecture")
     ap.add_argument("--latency", choices=tuple(LATENCY_KEYS), default="tpot", help="x axis of the plot")
     ap.add_argument("--table1", type=Path, default=None, help="overlay the fine-tuned points of this paper_table1.json")
+    ap.add_argument("--fresh", action="store_true", help="ignore finished points in --out")
     ap.add_argument("--out", type=Path, default=c.RESULTS / "paper_figure3.json")
     args = ap.parse_args(argv)
     c.apply_tiny(args, workload="b1-p8-g4", reps=1, warmup=0, width_ladder="1,3/4,1/2")
     return args
 
 
-def point(method: str, label: str, spec: Any, fraction: float, ev: dict[str, Any], lat: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"method": method, "label": label, "shape": spec.key, "fraction": fraction, "wikitext2_ppl": ev["wikitext2"]["ppl"],
-            "book_ppl": ev["book"]["ppl"], "mc_mean_acc_norm": ev.get("mc_mean_acc_norm"), "latency": lat, **extra}
+def quality(ev: dict[str, Any]) -> dict[str, Any]:
+    """The numbers a point plots, from an ``EvalSuite.evaluate`` result."""
+    return {"wikitext2_ppl": ev["wikitext2"]["ppl"], "book_ppl": ev["book"]["ppl"], "mc_mean_acc_norm": ev.get("mc_mean_acc_norm")}
+
+
+def quality_of(p: dict[str, Any]) -> dict[str, Any]:
+    """The plotted numbers of a stored point."""
+    return {k: p[k] for k in ("wikitext2_ppl", "book_ppl", "mc_mean_acc_norm")}
+
+
+def point(method: str, label: str, spec: Any, fraction: float, q: dict[str, Any], lat: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"method": method, "label": label, "shape": spec.key, "fraction": fraction, **q, "latency": lat, **extra}
 
 
 def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
@@ -65,7 +75,6 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
     from core.baselines.params import remaining_fraction
     from core.elastic.model import ElasticModel
     from core.errors import ConfigError
-    from core.spec import SubnetSpec
 
     methods = c.methods_arg(args.methods)
     m = c.open_models(args, checkpoint=True)
@@ -78,48 +87,56 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
     calib, calib_path = c.calib_ids(args, tokenizer, args.checkpoint, args.model)
     suite = c.EvalSuite.load(args, tokenizer, info.max_position_embeddings)
     bench = c.LatencyBench(args.model, args.workload, repetitions=args.reps, warmup=args.warmup, threads=args.threads)
-    points: list[dict[str, Any]] = []
-
     kind = ck.kind
+    settings = {"model_sha256": sha, "checkpoint_sha256": ck.checkpoint_sha256, "amoeba_shapes": args.amoeba_shapes, "depths": depths,
+                "width_ladder": list(c.widths_arg(args.width_ladder)),
+                "calibration": {"file": str(calib_path), "window": args.calib_window, "windows": args.calib_windows},
+                "eval": suite.describe(), "latency": bench.settings(), "seed": args.seed}
+    header = {"what": "Figure 3 analogue: quality vs measured latency; baselines pruned without fine-tuning, AmoebaLLM one-for-all",
+              "model": str(args.model), "model_sha256": sha, "checkpoint": str(args.checkpoint), "checkpoint_kind": kind, "settings": settings,
+              "calibration": settings["calibration"], "eval": settings["eval"], "latency": settings["latency"], "latency_axis": args.latency,
+              "seed": args.seed}
+    rows = c.ResumableRows(args.out, header, args.fresh, field="points")
+    bench.rows.update({r["latency"]["arch"]: r["latency"] for r in rows.rows.values()})  # measured before a resume
+
     amoeba_label = "AmoebaLLM" if kind == "amoeba" else "AmoebaLLM (Stage 1 only: no Stage 2 checkpoint)"
     for spec in ck.strategy.space:
-        if args.amoeba_shapes == "diagonal" and spec.attn_width != spec.ffn_width:
+        if (args.amoeba_shapes == "diagonal" and spec.attn_width != spec.ffn_width) or rows.have(f"amoeba|{spec.key}"):
             continue
         c.log(f"amoeba {spec.key}")
         ck.elastic.set_shape(spec)
         ev = suite.evaluate(ck.elastic)
         lat = bench.measure(spec, bias=bool(ck.strategy.biases))
-        points.append(point("amoeba", amoeba_label, spec, remaining_fraction(info, spec, ck.strategy)[0], ev, lat))
+        rows.add(point("amoeba", amoeba_label, spec, remaining_fraction(info, spec, ck.strategy)[0], quality(ev), lat, key=f"amoeba|{spec.key}"))
     del ck
 
     dense = ElasticModel(hf)
     cfg = BaselineConfig(min_layers=min(depths), widths=c.widths_arg(args.width_ladder), window=args.calib_window,
                          num_windows=args.calib_windows, batch_size=args.batch_size)
-    cache: dict[str, dict[str, Any]] = {}
+    cache = {r["fingerprint"]: quality_of(r) for r in rows.rows.values() if "fingerprint" in r}  # same subnet, same numbers
     for name in methods:
+        if f"method:{name}" in rows.done:
+            continue
         c.log(f"{name}: building the strategy, then evaluating its shapes")
         st = build_baseline_strategy(name, dense, info, sha, calib, cfg)
         sem = ElasticModel(hf, st).eval()
         for spec in st.space:
-            if spec.attn_width != spec.ffn_width or spec.num_layers not in depths:
+            key = f"{name}|{spec.key}"
+            if spec.attn_width != spec.ffn_width or spec.num_layers not in depths or rows.have(key):
                 continue
             sem.set_shape(spec)
             fp = c.subnet_fingerprint(st, spec)
             if fp not in cache:
-                cache[fp] = suite.evaluate(sem)
+                c.log(f"{name} {spec.key}")
+                cache[fp] = quality(suite.evaluate(sem))
             lat = bench.measure(spec, bias=bool(st.biases))
-            points.append(point(name, f"{name} (no FT)", spec, remaining_fraction(info, spec, st)[0], cache[fp], lat, fingerprint=fp))
-    dense.set_shape(SubnetSpec(L))
+            rows.add(point(name, f"{name} (no FT)", spec, remaining_fraction(info, spec, st)[0], cache[fp], lat, fingerprint=fp, key=key))
+        rows.mark_done(f"method:{name}")
+    points = list(rows.rows.values())
     if args.table1 is not None:
         points += finetuned_points(args.table1, bench, info, sha)
-    return {
-        **record.finish(),
-        "what": "Figure 3 analogue: quality vs measured latency; baselines pruned without fine-tuning, AmoebaLLM one-for-all",
-        "model": str(args.model), "model_sha256": sha, "checkpoint": str(args.checkpoint), "checkpoint_kind": kind,
-        "calibration": {"file": str(calib_path), "window": args.calib_window, "windows": args.calib_windows},
-        "eval": suite.describe(), "latency": bench.settings(), "latency_axis": args.latency, "seed": args.seed,
-        "points": points, "architectures_measured": len(bench.rows),
-    }
+    return {**record.finish(), **header, "points": points, "done": rows.done,
+            "architectures_measured": len({p["latency"]["arch"] for p in points})}
 
 
 def finetuned_points(path: Path, bench: c.LatencyBench, info: Any, sha: str) -> list[dict[str, Any]]:
@@ -139,7 +156,7 @@ def finetuned_points(path: Path, bench: c.LatencyBench, info: Any, sha: str) -> 
         seen.add((r["label"], r["shape"]))
         spec = SubnetSpec.parse(r["shape"])
         lat = bench.measure(spec, bias=bool(r.get("compensation_bias")))
-        out.append(point(r["method"], r["label"], spec, r["fraction"], r["eval"], lat, finetuned=True, target=r["target"]))
+        out.append(point(r["method"], r["label"], spec, r["fraction"], quality(r["eval"]), lat, finetuned=True, target=r["target"]))
     return out
 
 

@@ -17,7 +17,6 @@ scale). The JSON is rewritten after every row; rerunning with the same settings 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -68,26 +67,7 @@ def lora_config(args: argparse.Namespace, ck_meta: dict[str, Any]) -> Any:
                            rank=fc.adapter.rank, alpha=fc.adapter.alpha, targets=fc.adapter.targets, seed=args.seed)
 
 
-class Rows:
-    """Finished rows keyed ``method|target|stage``, persisted after every addition (resume on the same settings)."""
-
-    def __init__(self, path: Path, header: dict[str, Any], fresh: bool) -> None:
-        self.path, self.header = path, header
-        self.rows: dict[str, dict[str, Any]] = {}
-        if path.is_file() and not fresh:
-            old = json.loads(path.read_text())
-            if old.get("settings") == json.loads(json.dumps(c.finite_json(header["settings"]))):
-                self.rows = {r["key"]: r for r in old.get("rows", [])}
-
-    def have(self, key: str) -> bool:
-        return key in self.rows
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows[row["key"]] = row
-        c.save_json(self.path, {**self.header, "rows": list(self.rows.values())})
-
-
-def evaluate_row(rows: Rows, suite: c.EvalSuite, key: str, base: dict[str, Any], model: Any, lora: tuple[Any, Any, Any] | None = None) -> None:
+def evaluate_row(rows: c.ResumableRows, suite: c.EvalSuite, key: str, base: dict[str, Any], model: Any, lora: tuple[Any, Any, Any] | None = None) -> None:
     """Evaluate ``model`` at its active shape and store the row; with ``lora = (spec, train_tokens, ShapeLoraConfig)``
     one LoRA is first trained on ``spec`` alone (and detached after the evaluation)."""
     if rows.have(key):
@@ -134,7 +114,7 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
                 "eval": suite.describe(), "seed": args.seed, "finetune": not args.no_finetune}
     header = {"what": "Table 1 analogue: remaining decoder parameters vs quality; AmoebaLLM one-for-all vs per-shape fine-tuning",
               "model": str(args.model), "checkpoint": str(args.checkpoint), "one_for_all": one_for_all, "settings": settings}
-    rows = Rows(args.out, header, args.fresh)
+    rows = c.ResumableRows(args.out, header, args.fresh)
 
     # AmoebaLLM (one-for-all) and AmoebaLLM† (the same shape, one LoRA on the Stage 1 strategy)
     options = shape_options(info, ck.strategy, diagonal=False)

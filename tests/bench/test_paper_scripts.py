@@ -143,6 +143,30 @@ def test_figure3_points_latency_and_overlay(env: dict[str, Path]) -> None:
     assert doc["latency"]["workload"] == "b1-p8-g4" and doc["architectures_measured"] == len({p["latency"]["arch"] for p in pts})
 
 
+def test_figure3_resumes_finished_points(env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib")
+    figure3 = _script("figure3")
+    args = _args(env, "f3-resume.json", "--checkpoint", str(env["ckpt"]), "--methods", "angular", "--depths", "4,3")
+    first = figure3.main(args)
+    partial = json.loads((env["root"] / "f3-resume.json").read_text())
+    assert partial["done"] == ["method:angular"] and all("key" in p for p in partial["points"])
+
+    import bench.paper.common as common
+    import core.baselines as baselines
+
+    def no_work(*a: Any, **k: Any) -> Any:
+        raise AssertionError("a finished point or method was computed again")
+
+    monkeypatch.setattr(common.EvalSuite, "evaluate", no_work)
+    monkeypatch.setattr(baselines, "build_baseline_strategy", no_work)
+    again = figure3.main(args)
+    assert again["points"] == json.loads(json.dumps(first["points"]))
+    monkeypatch.undo()
+    more = figure3.main([*args, "--methods", "angular,flap"])  # a method added later: only its points are new
+    assert {p["label"] for p in more["points"]} == {"AmoebaLLM", "angular (no FT)", "flap (no FT)"}
+    assert [p for p in more["points"] if p["label"] != "flap (no FT)"] == json.loads(json.dumps(first["points"]))
+
+
 def test_bad_input_is_one_line_and_exit_2(env: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                          tmp_path: Path) -> None:
     from bench.paper.common import run_script
