@@ -61,6 +61,8 @@ def register(app: typer.Typer) -> None:
         token: Optional[str] = typer.Option(None, envvar="AMOEBA_DEVICE_TOKEN", help="device token"),
         attempts: int = typer.Option(5, help="upload attempts (exponential backoff)"),
         dry_run: bool = typer.Option(False, "--dry-run", help="list the shapes and estimate the duration; measure nothing"),
+        bias: Optional[str] = typer.Option(None, help="compensation biases of narrowed shapes: attn, ffn, both or none "
+                                                      "(default: as the model's strategy/ has them, else both)"),
     ) -> None:
         """Profile shapes with one engine at one workload (and optionally upload the table)."""
         if ctx.invoked_subcommand is not None:
@@ -89,7 +91,7 @@ def register(app: typer.Typer) -> None:
         prof_ = get_profiler(engine, settings)
         require_available(prof_)
         prof_.check_workload(wl)
-        src = ModelSource.open(model)
+        src = ModelSource.open(model, bias_modules=None if bias is None else [x for x in bias.split(",")])
         opts = GridOptions(min_layers=min_layers, widths=parse_widths(widths), depth_step=depth_step, max_shapes=max_shapes)
         specs = resolve_shapes(shapes, src, opts)
         if dry_run:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import ConfigError, UnsupportedModelError
 from core.model.loader import ModelInfo, read_config
 from core.spec import ShapeSpace, SubnetSpec
+from core.strategy.schema import BIAS_MODULES
 from core.strategy.units import kept_ffn_channels, kept_kv_groups
 from profilers.table import ModelFacts
 
@@ -35,11 +37,15 @@ class ModelSource:
     raw_config: dict[str, Any]
     exported_shape: SubnetSpec | None = None
     exported_kept: tuple[int, int] | None = None
-    compensation_bias: bool = True
+    bias_modules: tuple[str, ...] = BIAS_MODULES
 
     @classmethod
-    def open(cls, model_dir: Path, *, compensation_bias: bool = True) -> ModelSource:
+    def open(cls, model_dir: Path, *, bias_modules: Sequence[str] | None = None) -> ModelSource:
         """Read ``config.json`` (and the subnet card if present); raises naming what is wrong.
+
+        ``bias_modules``: which modules of a narrowed config-only shape get a compensation bias (``attn``, ``ffn``),
+        as an export of the model's strategy would; ``None`` = those of ``<model_dir>/strategy`` when it exists,
+        else both.
 
         For an exported subnet, ``info`` is the *base* model of its card (``base_model``) so that widths and
         kept counts mean the same as for config-only shapes; per-layer (``global``) subnets are refused.
@@ -52,7 +58,7 @@ class ModelSource:
         # an exported subnet may be Granite or a biased Llama (DESIGN §4); a base model may not
         info = ModelInfo.from_config(AutoConfig.from_pretrained(str(d)), exported=card.is_file())
         if not card.is_file():
-            return cls(d, info, raw, None, None, compensation_bias)
+            return cls(d, info, raw, None, None, resolve_bias_modules(d, bias_modules))
         try:
             meta = json.loads(card.read_text())
             shape = SubnetSpec.parse(str(meta["shape"]))
@@ -63,7 +69,7 @@ class ModelSource:
             raise UnsupportedModelError(f"{d} is a per-layer (global allocation) subnet; profilers measure uniform subnets only")
         if shape.num_layers != info.num_layers:
             raise UnsupportedModelError(f"{card}: shape {shape.key} has {shape.num_layers} layers, config.json has {info.num_layers}")
-        return cls(d, base, raw, shape, (info.num_kv_heads, info.intermediate_size), compensation_bias)
+        return cls(d, base, raw, shape, (info.num_kv_heads, info.intermediate_size))
 
     @property
     def kind(self) -> str:
@@ -108,9 +114,9 @@ class ModelSource:
         if self.exported_shape is not None:
             return base
         kv, ffn = self.kept(spec)
-        bias = self.compensation_bias
+        attn_bias = "attn" in self.bias_modules and spec.attn_width < 1
         return subnet_config(base, self.info, num_layers=spec.num_layers, kv_groups=kv, ffn_channels=ffn,
-                             attn_bias=self.info.qkv_bias or (bias and spec.attn_width < 1), mlp_bias=bias and spec.ffn_width < 1)
+                             attn_bias=self.info.qkv_bias or attn_bias, mlp_bias="ffn" in self.bias_modules and spec.ffn_width < 1)
 
     def build_torch(self, spec: SubnetSpec, dtype: torch.dtype, seed: int = 0) -> PreTrainedModel:
         """``spec`` as an eval-mode torch model: random weights from its config, or the exported weights."""
@@ -138,3 +144,19 @@ class ModelSource:
         else:
             self.shape_config(spec).save_pretrained(str(out))
         return out
+
+
+def resolve_bias_modules(model_dir: Path, requested: Sequence[str] | None) -> tuple[str, ...]:
+    """``requested`` checked against ``BIAS_MODULES``, or (``None``) the modules of ``<model_dir>/strategy``, else all."""
+    if requested is not None:
+        from core.strategy.width import parse_bias_modules
+
+        return parse_bias_modules(requested)
+    doc = Path(model_dir) / "strategy" / "strategy.json"
+    if not doc.is_file():
+        return BIAS_MODULES
+    try:
+        keys = json.loads(doc.read_text())["bias_keys"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise UnsupportedModelError(f"{doc} is not a valid strategy file (needs 'bias_keys'): {e}") from None
+    return tuple(m for m in BIAS_MODULES if any(str(k).startswith(f"{m}.") for k in keys))

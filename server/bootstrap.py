@@ -16,7 +16,6 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.errors import DataMissingError
-from core.spec import ShapeSpace
 from server.db.migrate import require_migrated, upgrade
 from server.db.models import Device, Profile
 from server.db.session import Database
@@ -51,13 +50,6 @@ def base_model_dir(checkpoint: Path) -> Path:
     return checkpoint
 
 
-def checkpoint_space(checkpoint: Path) -> ShapeSpace:
-    """The checkpoint's shape space, read from its strategy file (no weights loaded)."""
-    from core.strategy.schema import Strategy
-
-    return Strategy.load(checkpoint / "strategy").space
-
-
 def local_device_name(settings: Settings) -> str:
     name = settings.bootstrap_device or re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "local"
     return name[:128]
@@ -68,6 +60,7 @@ def profile_local_device(db: Database, settings: Settings, on_shape: OnShape | N
 
     Returns (device name, its token if it was just created, number of shapes measured).
     """
+    from core.strategy.schema import Strategy
     from profilers.agent import run_profile
     from profilers.base import MeasureSettings
     from profilers.registry import get_profiler
@@ -86,8 +79,9 @@ def profile_local_device(db: Database, settings: Settings, on_shape: OnShape | N
         if s.scalar(q) is not None:
             return name, token, 0
     ckpt = settings.checkpoint_path()
-    space = checkpoint_space(ckpt)
-    src = ModelSource.open(base_model_dir(ckpt))
+    strategy = Strategy.load(ckpt / "strategy")
+    space = strategy.space
+    src = ModelSource.open(base_model_dir(ckpt), bias_modules=strategy.bias_modules)  # as an export of this checkpoint
     specs = grid_shapes(src, GridOptions(min_layers=space.min_layers, widths=space.widths, max_shapes=settings.bootstrap_max_shapes))
     profiler = get_profiler(settings.bootstrap_engine, MeasureSettings(warmup=1, repetitions=settings.bootstrap_repetitions,
                                                                         threads=settings.torch_threads))

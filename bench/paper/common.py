@@ -369,14 +369,15 @@ class LatencyBench:
         s = self.profiler.settings
         return {"engine": "torch", "device": "cpu", "workload": self.workload.key, "repetitions": s.repetitions, "warmup": s.warmup, "threads": s.threads}
 
-    def measure(self, spec: SubnetSpec, bias: bool) -> dict[str, Any]:
-        """tpot/ttft medians (ms) of ``spec``; ``bias``: compensation biases present (only matters below width 1)."""
+    def measure(self, spec: SubnetSpec, bias_modules: Sequence[str]) -> dict[str, Any]:
+        """tpot/ttft medians (ms) of ``spec``; ``bias_modules``: the modules with compensation biases (``attn``,
+        ``ffn``; a bias exists only where that module is narrowed, as in an export)."""
         from profilers.source import ModelSource
 
-        bias = bias and (spec.attn_width < 1 or spec.ffn_width < 1)
-        key = f"{spec.key}{'+bias' if bias else ''}"
+        mods = tuple(m for m in ("attn", "ffn") if m in bias_modules and (spec.attn_width if m == "attn" else spec.ffn_width) < 1)
+        key = spec.key + "".join(f"+{m}_bias" for m in mods)
         if key not in self.rows:
-            row = self.profiler.measure(ModelSource.open(self.model_dir, compensation_bias=bias), spec, self.workload)
+            row = self.profiler.measure(ModelSource.open(self.model_dir, bias_modules=mods), spec, self.workload)
             w = self.workload
             self.rows[key] = {"arch": key, "tpot_ms": row.tpot_ms.median, "tpot_ms_p90": row.tpot_ms.p90, "ttft_ms": row.ttft_ms.median,
                               "e2e_ms": row.ttft_ms.median + (w.gen_len - 1) * row.tpot_ms.median, "busy": row.busy}

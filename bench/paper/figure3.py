@@ -87,7 +87,7 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
     calib, calib_path = c.calib_ids(args, tokenizer, args.checkpoint, args.model)
     suite = c.EvalSuite.load(args, tokenizer, info.max_position_embeddings)
     bench = c.LatencyBench(args.model, args.workload, repetitions=args.reps, warmup=args.warmup, threads=args.threads)
-    kind = ck.kind
+    kind, amoeba_bias_modules = ck.kind, ck.strategy.bias_modules
     settings = {"model_sha256": sha, "checkpoint_sha256": ck.checkpoint_sha256, "amoeba_shapes": args.amoeba_shapes, "depths": depths,
                 "width_ladder": list(c.widths_arg(args.width_ladder)),
                 "calibration": {"file": str(calib_path), "window": args.calib_window, "windows": args.calib_windows},
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
         c.log(f"amoeba {spec.key}")
         ck.elastic.set_shape(spec)
         ev = suite.evaluate(ck.elastic)
-        lat = bench.measure(spec, bias=bool(ck.strategy.biases))
+        lat = bench.measure(spec, ck.strategy.bias_modules)
         rows.add(point("amoeba", amoeba_label, spec, remaining_fraction(info, spec, ck.strategy)[0], quality(ev), lat, key=f"amoeba|{spec.key}"))
     del ck
 
@@ -129,18 +129,20 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
             if fp not in cache:
                 c.log(f"{name} {spec.key}")
                 cache[fp] = quality(suite.evaluate(sem))
-            lat = bench.measure(spec, bias=bool(st.biases))
+            lat = bench.measure(spec, st.bias_modules)
             rows.add(point(name, f"{name} (no FT)", spec, remaining_fraction(info, spec, st)[0], cache[fp], lat, fingerprint=fp, key=key))
         rows.mark_done(f"method:{name}")
     points = list(rows.rows.values())
     if args.table1 is not None:
-        points += finetuned_points(args.table1, bench, info, sha)
+        points += finetuned_points(args.table1, bench, info, sha, amoeba_bias_modules)
     return {**record.finish(), **header, "points": points, "done": rows.done,
             "architectures_measured": len({p["latency"]["arch"] for p in points})}
 
 
-def finetuned_points(path: Path, bench: c.LatencyBench, info: Any, sha: str) -> list[dict[str, Any]]:
-    """The per-shape LoRA rows of a Table 1 result (same base weights required), with measured latency."""
+def finetuned_points(path: Path, bench: c.LatencyBench, info: Any, sha: str, amoeba_bias_modules: Sequence[str]) -> list[dict[str, Any]]:
+    """The per-shape LoRA rows of a Table 1 result (same base weights required), with measured latency. Rows written
+    before Table 1 recorded ``bias_modules`` have only ``compensation_bias``: AmoebaLLM's modules are then the
+    checkpoint strategy's, a baseline's both (FLAP, the one baseline with biases, compensates both)."""
     from core.errors import ConfigError, DataMissingError
     from core.spec import SubnetSpec
 
@@ -155,7 +157,10 @@ def finetuned_points(path: Path, bench: c.LatencyBench, info: Any, sha: str) -> 
             continue
         seen.add((r["label"], r["shape"]))
         spec = SubnetSpec.parse(r["shape"])
-        lat = bench.measure(spec, bias=bool(r.get("compensation_bias")))
+        mods = r.get("bias_modules")
+        if mods is None:
+            mods = amoeba_bias_modules if r["method"] == "amoeba" else ("attn", "ffn") if r.get("compensation_bias") else ()
+        lat = bench.measure(spec, mods)
         out.append(point(r["method"], r["label"], spec, r["fraction"], quality(r["eval"]), lat, finetuned=True, target=r["target"]))
     return out
 

@@ -122,7 +122,8 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
     dagger = ElasticModel(hf, ck.strategy).eval()
     for t, ch in choices.items():
         base = {"method": "amoeba", "target": t, "shape": ch.spec.key, "fraction": ch.fraction, "total_fraction": ch.total_fraction,
-                "choice": ch.to_dict(), "compensation_bias": bool(ck.strategy.biases)}
+                "choice": ch.to_dict(), "compensation_bias": bool(ck.strategy.biases),
+                "bias_modules": list(ck.strategy.bias_modules)}
         ck.elastic.set_shape(ch.spec)
         label = "AmoebaLLM" if ck.kind == "amoeba" else "AmoebaLLM (Stage 1 only: no Stage 2 checkpoint)"
         evaluate_row(rows, suite, f"amoeba|{t}|one-for-all", {**base, "label": label, "stage": "one-for-all"}, ck.elastic)
@@ -144,7 +145,8 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
         for t in targets:
             ch = closest_shape(opts, t)
             base = {"method": name, "target": t, "shape": ch.spec.key, "fraction": ch.fraction, "total_fraction": ch.total_fraction,
-                    "choice": ch.to_dict(), "reference": st.meta["reference"], "compensation_bias": bool(st.biases)}
+                    "choice": ch.to_dict(), "reference": st.meta["reference"], "compensation_bias": bool(st.biases),
+                    "bias_modules": list(st.bias_modules)}
             sem.set_shape(ch.spec)
             evaluate_row(rows, suite, f"{name}|{t}|pruned", {**base, "label": f"{name} (no FT)", "stage": "pruned"}, sem)
             if not args.no_finetune:

@@ -68,6 +68,11 @@ class Strategy:
         except KeyError:
             raise StrategyError(f"strategy has no MLP width {format_width(width)}") from None
 
+    @property
+    def bias_modules(self) -> tuple[str, ...]:
+        """The modules (of ``BIAS_MODULES``) that carry compensation biases; an export gives exactly these a bias."""
+        return tuple(m for m in BIAS_MODULES if any(k.startswith(f"{m}.") for k in self.biases))
+
     def bias(self, module: str, width: float, layer: int) -> torch.Tensor | None:
         """Compensation bias ``[hidden]`` for (module, width, layer), or ``None`` (width 1 / disabled)."""
         if width == 1.0:

@@ -103,6 +103,7 @@ def test_table1_rows_choice_and_resume(env: dict[str, Path], monkeypatch: pytest
     assert all(abs(f - 0.5) <= 0.02 + 1e-9 for f in [amoeba["fraction"]]) or amoeba["choice"]["rule"].startswith("none within")
     assert rows["ppl-block|0.5|pruned"]["shape"] == "L2-a1-f1" and rows["flap|0.5|pruned"]["shape"] == "L4-a0.5-f0.5"
     assert rows["flap|0.5|pruned"]["compensation_bias"] and not rows["ppl-block|0.5|pruned"]["compensation_bias"]
+    assert rows["flap|0.5|pruned"]["bias_modules"] == ["attn", "ffn"] and rows["amoeba|0.5|lora"]["bias_modules"] == ["attn"]
     ev = rows["flap|0.8|lora"]["eval"]
     assert set(ev["tasks"]) == {"piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "boolq", "openbookqa"}
     assert math.isfinite(ev["wikitext2"]["ppl"]) and ev["tasks"]["piqa"]["n"] == 3
@@ -133,7 +134,8 @@ def test_figure3_points_latency_and_overlay(env: dict[str, Path]) -> None:
     assert {k[1] for k in by if k[0] == "flap (no FT)"} == {"L4-a1-f1", "L4-a0.75-f0.75", "L4-a0.5-f0.5"}
     full = [p for p in pts if p["shape"] == "L4-a1-f1" and p["label"] != "AmoebaLLM"]
     assert len({p["wikitext2_ppl"] for p in full}) == 1 and len({p["latency"]["arch"] for p in full}) == 1
-    assert by[("flap (no FT)", "L4-a0.5-f0.5")]["latency"]["arch"] == "L4-a0.5-f0.5+bias"
+    assert by[("flap (no FT)", "L4-a0.5-f0.5")]["latency"]["arch"] == "L4-a0.5-f0.5+attn_bias+ffn_bias"
+    assert by[("AmoebaLLM", "L4-a0.5-f0.5")]["latency"]["arch"] == "L4-a0.5-f0.5+attn_bias"  # the strategy compensates attention only
     tuned = [p for p in pts if p.get("finetuned")]
     assert {p["label"] for p in tuned} == {"AmoebaLLM†", "magnitude + LoRA"}
     assert by[("magnitude + LoRA", "L4-a0.5-f0.5")]["latency"]["arch"] == "L4-a0.5-f0.5"

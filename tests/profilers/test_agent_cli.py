@@ -149,6 +149,9 @@ def test_cli_dry_run_and_errors(tmp_path: Path, tiny_base: Path) -> None:
     assert bad.exit_code == 2 and "bad workload key" in bad.output
     miss = runner.invoke(app, ["profile", "--engine", "torch"])
     assert miss.exit_code == 2 and "--model" in miss.output
+    bias = runner.invoke(app, ["profile", "--engine", "torch", "--workload", "b1-p8-g4", "--model", str(tiny_base), "--bias", "mlp",
+                               "--out", str(tmp_path / "z")])
+    assert bias.exit_code == 2 and "bad bias modules ['mlp']" in bias.output and not (tmp_path / "z").exists()
     trt = runner.invoke(app, ["profile", "--engine", "tensorrt_llm", "--workload", "b1-p8-g4-fp16", "--model", str(tiny_base),
                               "--out", str(tmp_path / "y")])
     assert trt.exit_code == 2 and "unavailable" in trt.output

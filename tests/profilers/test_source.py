@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from core.errors import ConfigError, UnsupportedModelError
 from core.spec import SubnetSpec
@@ -24,7 +25,8 @@ def test_config_shapes_use_export_rounding_and_biases(tiny_base: Path) -> None:
     assert cfg.attention_bias and cfg.mlp_bias
     full = src.shape_config(SubnetSpec(4))
     assert not full.attention_bias and not full.mlp_bias
-    assert not ModelSource.open(tiny_base, compensation_bias=False).shape_config(SubnetSpec(3, 0.5, 0.75)).mlp_bias
+    none = ModelSource.open(tiny_base, bias_modules=()).shape_config(SubnetSpec(3, 0.5, 0.75))
+    assert not none.mlp_bias and not none.attention_bias
     with pytest.raises(ConfigError, match="exceed"):
         src.kept(SubnetSpec(5))
 
@@ -86,3 +88,26 @@ def test_exported_granite_subnet_with_bias_is_measured(tmp_path: Path) -> None:
     assert src.exported_shape == SubnetSpec(4, 0.75, 1.0) and src.kept(SubnetSpec(4, 0.75, 1.0)) == (3, 128)
     row = get_profiler("torch", MeasureSettings(warmup=0, repetitions=1, busy_retries=0)).measure(src, SubnetSpec(4, 0.75, 1.0), Workload(1, 6, 3))
     assert row.shape == "L4-a0.75-f1"
+
+
+def test_config_shapes_take_the_bias_modules_of_the_models_strategy(tiny_base: Path, tmp_path: Path) -> None:
+    """A strategy compensating attention only exports Llama-with-attention-bias shapes; the profiled config must match."""
+    import shutil
+
+    from core.model.loader import load_base_model, weights_sha256
+    from core.strategy.calibrate import CalibrationConfig, calibrate
+
+    d = tmp_path / "base"
+    shutil.copytree(tiny_base, d)
+    hf, info = load_base_model(d)
+    ids = torch.randint(0, info.vocab_size, (2048,)).tolist()
+    st = calibrate(hf, info, weights_sha256(d), ids, CalibrationConfig(min_layers=2, widths=(1, 0.5), window=16, num_windows=4, bias_modules=("attn",)))
+    st.save(d / "strategy")
+    assert st.bias_modules == ("attn",)
+    src = ModelSource.open(d)
+    assert src.bias_modules == ("attn",)
+    cfg = src.shape_config(SubnetSpec(3, 0.5, 0.5))
+    assert cfg.attention_bias and not cfg.mlp_bias
+    assert ModelSource.open(d, bias_modules=["ffn"]).shape_config(SubnetSpec(3, 0.5, 0.5)).mlp_bias
+    with pytest.raises(ConfigError, match="bad bias modules"):
+        ModelSource.open(d, bias_modules=["mlp"])
