@@ -108,6 +108,8 @@ def test_table1_rows_choice_and_resume(env: dict[str, Path], monkeypatch: pytest
     assert set(ev["tasks"]) == {"piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "boolq", "openbookqa"}
     assert math.isfinite(ev["wikitext2"]["ppl"]) and ev["tasks"]["piqa"]["n"] == 3
     assert {r["label"] for r in doc["table"]} >= {"AmoebaLLM", "AmoebaLLM†", "flap (no FT)", "flap + LoRA"}
+    md = _script("render").table1(doc)
+    assert md.count("| method | shape |") == 2 and "| AmoebaLLM† |" in md and "| flap + LoRA |" in md and "Mean chance level" in md
 
     import core.baselines.shape_lora as shape_lora
 
@@ -143,6 +145,8 @@ def test_figure3_points_latency_and_overlay(env: dict[str, Path]) -> None:
         lat = p["latency"]
         assert lat["tpot_ms"] > 0 and lat["e2e_ms"] == pytest.approx(lat["ttft_ms"] + 3 * lat["tpot_ms"])
     assert doc["latency"]["workload"] == "b1-p8-g4" and doc["architectures_measured"] == len({p["latency"]["arch"] for p in pts})
+    md = _script("render").figure3(doc)
+    assert "| AmoebaLLM | 9 |" in md and "| angular (no FT) | 2 |" in md and "Fine-tuned points" in md and "| magnitude + LoRA |" in md
 
 
 def test_figure3_resumes_finished_points(env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -161,6 +161,8 @@ def test_ablation_tiny_trains_each_variant_once_and_merges(work: Path, capsys: p
         assert e["command"].startswith("python bench/stage2_ablation.py --tiny") and f"--variants {e['variant']}" in e["command"]
     assert doc["summary"]["heldout"]["full"]["vs_full_pct"] == 0.0
     assert v["full"]["results"] != v["lora"]["results"]
+    md = _render().ablation(doc)  # the docs' tables come from this JSON
+    assert "| shape | reference | full | lora | no_balance | no_distill |" in md and md.count("| L4-a1-f1 |") == 2
     mtime = (work / "lora" / "checkpoint" / "adapters.safetensors").stat().st_mtime_ns
 
     # a rerun of one variant evaluates the existing checkpoint (no training) and keeps the other entries
@@ -226,3 +228,12 @@ def test_ablation_train_command_reproduces_and_full_reuses_the_default(work: Pat
     e2 = load(out2)["variants"]["full"]
     assert e2["status"] == "reused" and e2["checkpoint"] == str(tmp_path / "cli-smol") and not (other / "full").exists()
     assert e2["results"] == entry["results"]
+
+
+def _render() -> Any:
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from bench.paper import render
+
+    return render
