@@ -369,6 +369,39 @@ class LatencyBench:
         s = self.profiler.settings
         return {"engine": "torch", "device": "cpu", "workload": self.workload.key, "repetitions": s.repetitions, "warmup": s.warmup, "threads": s.threads}
 
+    @staticmethod
+    def parse_arch(arch: str) -> tuple[SubnetSpec, tuple[str, ...]]:
+        """``L12-a0.75-f0.75+attn_bias`` → (shape, bias modules): the inverse of the keys ``measure`` stores."""
+        shape, *mods = arch.split("+")
+        bad = [m for m in mods if m not in ("attn_bias", "ffn_bias")]
+        if bad:
+            raise ConfigError(f"bad architecture key {arch!r}: unknown part(s) {bad}")
+        return SubnetSpec.parse(shape), tuple(m.removesuffix("_bias") for m in mods)
+
+    def measure_interleaved(self, archs: Sequence[str], rounds: int) -> dict[str, dict[str, Any]]:
+        """Re-measure ``archs`` side by side: ``rounds`` rounds, each measuring every architecture once (in an order
+        rotated per round, so drift in machine load spreads over all of them); per architecture the median over
+        the rounds of each round's median. Replaces ``self.rows`` for these keys and returns them."""
+        from profilers.source import ModelSource
+
+        if rounds < 1:
+            raise ConfigError(f"rounds must be >= 1, got {rounds}")
+        parsed = {a: self.parse_arch(a) for a in archs}
+        samples: dict[str, list[tuple[float, float, bool]]] = {a: [] for a in archs}
+        order = list(archs)
+        for r in range(rounds):
+            k = r % max(1, len(order))
+            for a in order[k:] + order[:k]:
+                spec, mods = parsed[a]
+                row = self.profiler.measure(ModelSource.open(self.model_dir, bias_modules=mods), spec, self.workload)
+                samples[a].append((row.tpot_ms.median, row.ttft_ms.median, row.busy))
+        w = self.workload
+        for a, got in samples.items():
+            tpot, ttft = float(np.median([g[0] for g in got])), float(np.median([g[1] for g in got]))
+            self.rows[a] = {"arch": a, "tpot_ms": tpot, "tpot_ms_p90": float(np.percentile([g[0] for g in got], 90)), "ttft_ms": ttft,
+                            "e2e_ms": ttft + (w.gen_len - 1) * tpot, "busy": any(g[2] for g in got), "rounds": len(got)}
+        return {a: self.rows[a] for a in archs}
+
     def measure(self, spec: SubnetSpec, bias_modules: Sequence[str]) -> dict[str, Any]:
         """tpot/ttft medians (ms) of ``spec``; ``bias_modules``: the modules with compensation biases (``attn``,
         ``ffn``; a bias exists only where that module is narrowed, as in an export)."""

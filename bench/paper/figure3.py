@@ -50,6 +50,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--latency", choices=tuple(LATENCY_KEYS), default="tpot", help="x axis of the plot")
     ap.add_argument("--table1", type=Path, default=None, help="overlay the fine-tuned points of this paper_table1.json")
     ap.add_argument("--fresh", action="store_true", help="ignore finished points in --out")
+    ap.add_argument("--remeasure", type=int, default=None, metavar="ROUNDS",
+                    help="evaluate nothing: re-measure the latency of every architecture in --out side by side in ROUNDS "
+                         "interleaved rounds (--reps each), replace it in the points and redraw (run on a quiet machine)")
     ap.add_argument("--out", type=Path, default=c.RESULTS / "paper_figure3.json")
     args = ap.parse_args(argv)
     c.apply_tiny(args, workload="b1-p8-g4", reps=1, warmup=0, width_ladder="1,3/4,1/2")
@@ -192,12 +195,31 @@ def plot(doc: dict[str, Any], path: Path) -> Path:
     return c.save_png(fig, path)
 
 
+def remeasure(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
+    """The finished ``--out`` with every point's latency re-measured side by side (``LatencyBench.measure_interleaved``)."""
+    from core.errors import DataMissingError
+
+    if not args.out.is_file():
+        raise DataMissingError(f"--remeasure needs a finished Figure 3 result at {args.out}")
+    doc = json.loads(args.out.read_text())
+    if not doc.get("points") or "wall_s" not in doc:
+        raise DataMissingError(f"{args.out} is not a finished Figure 3 result (run figure3.py to the end first)")
+    bench = c.LatencyBench(Path(doc["model"]), doc["latency"]["workload"], repetitions=args.reps, warmup=args.warmup, threads=args.threads)
+    archs = sorted({p["latency"]["arch"] for p in doc["points"]})
+    c.log(f"re-measuring {len(archs)} architectures in {args.remeasure} interleaved rounds")
+    rows = bench.measure_interleaved(archs, args.remeasure)
+    for p in doc["points"]:
+        p["latency"] = rows[p["latency"]["arch"]]
+    doc["latency"] = {**bench.settings(), "rounds": args.remeasure, "remeasured": record.finish(), "first_pass": doc["latency"]}
+    return doc
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     c.require_matplotlib()
     torch.set_num_threads(args.threads)
     record = c.RunRecord.start("figure3.py", argv)
-    doc = run(args, record)
+    doc = remeasure(args, record) if args.remeasure is not None else run(args, record)
     c.save_json(args.out, doc)
     doc["plot"] = str(plot(doc, args.out.with_suffix(".png")))
     c.save_json(args.out, doc)

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from core.data.paths import FIXTURES_DIR, REPO_ROOT
+from core.errors import DataMissingError
 from tests.conftest import make_tiny
 
 DATA = FIXTURES_DIR / "eval" / "data"
@@ -145,6 +146,14 @@ def test_figure3_points_latency_and_overlay(env: dict[str, Path]) -> None:
         lat = p["latency"]
         assert lat["tpot_ms"] > 0 and lat["e2e_ms"] == pytest.approx(lat["ttft_ms"] + 3 * lat["tpot_ms"])
     assert doc["latency"]["workload"] == "b1-p8-g4" and doc["architectures_measured"] == len({p["latency"]["arch"] for p in pts})
+    (env["root"] / "f3.png").unlink()
+    re = _script("figure3").main(_args(env, "f3.json", "--remeasure", "2"))  # latency only, side by side; quality untouched
+    assert [(p["label"], p["shape"], p["wikitext2_ppl"], p["latency"]["arch"]) for p in re["points"]] == \
+        [(p["label"], p["shape"], p["wikitext2_ppl"], p["latency"]["arch"]) for p in json.loads(json.dumps(pts))]
+    assert all(p["latency"]["rounds"] == 2 for p in re["points"]) and re["latency"]["first_pass"]["workload"] == "b1-p8-g4"
+    assert (env["root"] / "f3.png").stat().st_size > 1000
+    with pytest.raises(DataMissingError, match="finished Figure 3"):
+        _script("figure3").main(_args(env, "f3-none.json", "--remeasure", "2"))
     md = _script("render").figure3(doc)
     assert "| AmoebaLLM | 9 |" in md and "| angular (no FT) | 2 |" in md and "Fine-tuned points" in md and "| magnitude + LoRA |" in md
 
