@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from core.errors import ConfigError, UnsupportedModelError
 from core.model.loader import ModelInfo, read_config
 from core.spec import ShapeSpace, SubnetSpec
-from core.strategy.schema import BIAS_MODULES
+from core.strategy.schema import BIAS_MODULES, modules_of_bias_keys
 from core.strategy.units import kept_ffn_channels, kept_kv_groups
 from profilers.table import ModelFacts
 
@@ -159,4 +159,4 @@ def resolve_bias_modules(model_dir: Path, requested: Sequence[str] | None) -> tu
         keys = json.loads(doc.read_text())["bias_keys"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise UnsupportedModelError(f"{doc} is not a valid strategy file (needs 'bias_keys'): {e}") from None
-    return tuple(m for m in BIAS_MODULES if any(str(k).startswith(f"{m}.") for k in keys))
+    return modules_of_bias_keys(keys)

@@ -382,36 +382,36 @@ class LatencyBench:
         """Re-measure ``archs`` side by side: ``rounds`` rounds, each measuring every architecture once (in an order
         rotated per round, so drift in machine load spreads over all of them); per architecture the median over
         the rounds of each round's median. Replaces ``self.rows`` for these keys and returns them."""
-        from profilers.source import ModelSource
-
         if rounds < 1:
             raise ConfigError(f"rounds must be >= 1, got {rounds}")
         parsed = {a: self.parse_arch(a) for a in archs}
-        samples: dict[str, list[tuple[float, float, bool]]] = {a: [] for a in archs}
+        samples: dict[str, list[dict[str, Any]]] = {a: [] for a in archs}
         order = list(archs)
         for r in range(rounds):
             k = r % max(1, len(order))
             for a in order[k:] + order[:k]:
-                spec, mods = parsed[a]
-                row = self.profiler.measure(ModelSource.open(self.model_dir, bias_modules=mods), spec, self.workload)
-                samples[a].append((row.tpot_ms.median, row.ttft_ms.median, row.busy))
-        w = self.workload
+                samples[a].append(self._measure_once(a, *parsed[a]))
         for a, got in samples.items():
-            tpot, ttft = float(np.median([g[0] for g in got])), float(np.median([g[1] for g in got]))
-            self.rows[a] = {"arch": a, "tpot_ms": tpot, "tpot_ms_p90": float(np.percentile([g[0] for g in got], 90)), "ttft_ms": ttft,
-                            "e2e_ms": ttft + (w.gen_len - 1) * tpot, "busy": any(g[2] for g in got), "rounds": len(got)}
+            tpots = [g["tpot_ms"] for g in got]
+            self.rows[a] = self._row(a, float(np.median(tpots)), float(np.percentile(tpots, 90)), float(np.median([g["ttft_ms"] for g in got])),
+                                     any(g["busy"] for g in got)) | {"rounds": len(got)}
         return {a: self.rows[a] for a in archs}
+
+    def _row(self, arch: str, tpot_ms: float, tpot_ms_p90: float, ttft_ms: float, busy: bool) -> dict[str, Any]:
+        return {"arch": arch, "tpot_ms": tpot_ms, "tpot_ms_p90": tpot_ms_p90, "ttft_ms": ttft_ms,
+                "e2e_ms": ttft_ms + (self.workload.gen_len - 1) * tpot_ms, "busy": busy}
+
+    def _measure_once(self, arch: str, spec: SubnetSpec, mods: Sequence[str]) -> dict[str, Any]:
+        from profilers.source import ModelSource
+
+        row = self.profiler.measure(ModelSource.open(self.model_dir, bias_modules=mods), spec, self.workload)
+        return self._row(arch, row.tpot_ms.median, row.tpot_ms.p90, row.ttft_ms.median, row.busy)
 
     def measure(self, spec: SubnetSpec, bias_modules: Sequence[str]) -> dict[str, Any]:
         """tpot/ttft medians (ms) of ``spec``; ``bias_modules``: the modules with compensation biases (``attn``,
         ``ffn``; a bias exists only where that module is narrowed, as in an export)."""
-        from profilers.source import ModelSource
-
         mods = tuple(m for m in ("attn", "ffn") if m in bias_modules and (spec.attn_width if m == "attn" else spec.ffn_width) < 1)
         key = spec.key + "".join(f"+{m}_bias" for m in mods)
         if key not in self.rows:
-            row = self.profiler.measure(ModelSource.open(self.model_dir, bias_modules=mods), spec, self.workload)
-            w = self.workload
-            self.rows[key] = {"arch": key, "tpot_ms": row.tpot_ms.median, "tpot_ms_p90": row.tpot_ms.p90, "ttft_ms": row.ttft_ms.median,
-                              "e2e_ms": row.ttft_ms.median + (w.gen_len - 1) * row.tpot_ms.median, "busy": row.busy}
+            self.rows[key] = self._measure_once(key, spec, mods)
         return self.rows[key]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,12 @@ from core.spec import ShapeSpace, format_width
 
 SCHEMA_VERSION = 1
 BIAS_MODULES = ("attn", "ffn")
+
+
+def modules_of_bias_keys(keys: Iterable[str]) -> tuple[str, ...]:
+    """The modules (of ``BIAS_MODULES``, in that order) that the bias tensor names ``keys`` belong to."""
+    keys = list(keys)
+    return tuple(m for m in BIAS_MODULES if any(str(k).startswith(f"{m}.") for k in keys))
 
 
 def bias_key(module: str, width: float, layer: int) -> str:
@@ -71,7 +78,7 @@ class Strategy:
     @property
     def bias_modules(self) -> tuple[str, ...]:
         """The modules (of ``BIAS_MODULES``) that carry compensation biases; an export gives exactly these a bias."""
-        return tuple(m for m in BIAS_MODULES if any(k.startswith(f"{m}.") for k in self.biases))
+        return modules_of_bias_keys(self.biases)
 
     def bias(self, module: str, width: float, layer: int) -> torch.Tensor | None:
         """Compensation bias ``[hidden]`` for (module, width, layer), or ``None`` (width 1 / disabled)."""
