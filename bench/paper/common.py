@@ -316,7 +316,7 @@ def subnet_fingerprint(strategy: Strategy, spec: SubnetSpec) -> str:
     layers = strategy.kept_layers(s.num_layers)
     h = hashlib.sha256(strategy.model_sha256.encode())
     for i in layers:
-        parts = [i, strategy.attn_groups(s.attn_width, i), strategy.ffn_channels(s.ffn_width, i)]
+        parts = [i, strategy.attn_units(s.attn_width, i), strategy.ffn_channels(s.ffn_width, i)]
         h.update(json.dumps(parts).encode())
         for module, w in (("attn", s.attn_width), ("ffn", s.ffn_width)):
             b = strategy.bias(module, w, i)

@@ -26,14 +26,17 @@ class ParamCount:
     total: int
 
 
-def layer_params(info: ModelInfo, kv_groups: int, ffn_channels: int, *, attn_bias: bool = False, mlp_bias: bool = False) -> int:
-    """One decoder layer keeping ``kv_groups`` KV groups and ``ffn_channels`` MLP channels.
+def layer_params(
+    info: ModelInfo, kv_groups: int, ffn_channels: int, *, attn_bias: bool = False, mlp_bias: bool = False, q_heads: int | None = None
+) -> int:
+    """One decoder layer keeping ``kv_groups`` KV heads, ``q_heads`` query heads (default: ``kv_groups × group_size``)
+    and ``ffn_channels`` MLP channels.
 
     ``attn_bias`` / ``mlp_bias``: an o_proj / down_proj output bias (compensation) is present. q/k/v biases are
     counted when the model has them (``info.qkv_bias``).
     """
     h, hd, gs = info.hidden_size, info.head_dim, info.group_size
-    q_out, kv_out = kv_groups * gs * hd, kv_groups * hd
+    q_out, kv_out = (kv_groups * gs if q_heads is None else q_heads) * hd, kv_groups * hd
     attn = h * (q_out + 2 * kv_out) + q_out * h + ((q_out + 2 * kv_out) if info.qkv_bias else 0) + (h if attn_bias else 0)
     mlp = 3 * h * ffn_channels + (h if mlp_bias else 0)
     return attn + mlp + 2 * h
@@ -51,13 +54,14 @@ def shape_params(info: ModelInfo, spec: SubnetSpec, strategy: Strategy | None = 
     decoder = 0
     for i in layers:
         if strategy is None:
-            kv, ffn, ab, mb = info.num_kv_heads, info.intermediate_size, False, False
+            q, kv, ffn, ab, mb = info.num_heads, info.num_kv_heads, info.intermediate_size, False, False
         else:
-            kv = len(strategy.attn_groups(spec.attn_width, i))
+            q_heads, kv_heads = strategy.attn_heads(spec.attn_width, i)
+            q, kv = len(q_heads), len(kv_heads)
             ffn = len(strategy.ffn_channels(spec.ffn_width, i))
             ab = strategy.bias("attn", spec.attn_width, i) is not None
             mb = strategy.bias("ffn", spec.ffn_width, i) is not None
-        decoder += layer_params(info, kv, ffn, attn_bias=ab, mlp_bias=mb)
+        decoder += layer_params(info, kv, ffn, attn_bias=ab, mlp_bias=mb, q_heads=q)
     v, h = info.vocab_size, info.hidden_size
     return ParamCount(decoder, decoder + v * h * (1 if info.tie_word_embeddings else 2) + h)
 

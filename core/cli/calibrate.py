@@ -19,7 +19,10 @@ def calibrate_cmd(
     calib_text: Annotated[Optional[Path], typer.Option(help="Calibration text file (default: <model>/calibration.txt).")] = None,
     min_layers: Annotated[Optional[int], typer.Option(help="Smallest depth of the shape space (default: half the layers).")] = None,
     keep_last: Annotated[int, typer.Option(help="Top layers that are never removed.")] = 1,
-    widths: Annotated[str, typer.Option(help="Width ladder, comma-separated, must include 1.")] = "1,0.875,0.75,0.625",
+    widths: Annotated[Optional[str], typer.Option(help="MLP width ladder (also attention without --attn-widths), must include 1 (default: 1,7/8,3/4,5/8 snapped).")] = None,
+    attn_widths: Annotated[Optional[str], typer.Option(help="Attention width ladder (default: what the unit count allows, 1,2/3,1/3 for 3).")] = None,
+    attn_unit: Annotated[str, typer.Option(help="Attention unit: kv_group (whole KV groups) or q_head (query heads inside every KV group).")] = "kv_group",
+    depth_from: Annotated[Optional[Path], typer.Option(help="Reuse this strategy's kept layers (same model and calibration windows) instead of the DP.")] = None,
     allocation: Annotated[str, typer.Option(help="Width allocation: uniform or global.")] = "uniform",
     bias: Annotated[
         str, typer.Option(help="Compensation bias modules: attn,ffn | attn | ffn | none (default attn: bench/results/bias_compensation.json).")
@@ -36,8 +39,9 @@ def calibrate_cmd(
     from core.data.tokens import tokenize_file
     from core.errors import ConfigError, DataMissingError
     from core.model.loader import load_base_model, read_config, weights_sha256
-    from core.spec import parse_widths
+    from core.spec import format_width, parse_widths
     from core.strategy.calibrate import CalibrationConfig, CalibrationProgress, calibrate
+    from core.strategy.schema import Strategy
     from core.strategy.width import parse_bias_modules
 
     raw = read_config(model)
@@ -54,7 +58,9 @@ def calibrate_cmd(
     cfg = CalibrationConfig(
         min_layers=min_layers if min_layers is not None else max(1, keep_last, n_layers // 2),
         keep_last=keep_last,
-        widths=parse_widths(widths),
+        widths=parse_widths(widths) if widths else None,
+        attn_widths=parse_widths(attn_widths) if attn_widths else None,
+        attn_unit=attn_unit,
         allocation=allocation,
         bias_modules=parse_bias_modules(bias),
         window=window,
@@ -75,19 +81,23 @@ def calibrate_cmd(
     with calib.open("rb") as f:
         calib_sha = hashlib.file_digest(f, "sha256").hexdigest()
     sha = weights_sha256(model)
+    reused = Strategy.load(depth_from) if depth_from is not None else None
     with progress() as bar:
         tasks = {"stats": bar.add_task("channel statistics", total=None, info=""), "depth": bar.add_task("depth DP", total=None, info="")}
 
         def on_progress(p: CalibrationProgress) -> None:
             bar.update(tasks[p.stage], completed=p.done, total=p.total)
 
-        strategy = calibrate(hf, info, sha, tokens, cfg, calib_sha256=calib_sha, on_progress=on_progress)
+        strategy = calibrate(hf, info, sha, tokens, cfg, calib_sha256=calib_sha, on_progress=on_progress, reuse_depth=reused)
     strategy.save(out)
     m = strategy.meta
     ppl = ", ".join(f"L{d}: {p:.2f}" for d, p in m["dp_perplexity"].items() if p is not None)
     lf = m["layer_forwards"]
+    sp = strategy.space
     console.print(f"calibration: {m['tokens_used']:,} tokens in {m['num_windows']} windows; perplexity by depth: {ppl}")
     console.print(f"layer-forwards {lf['cached']:,} with the prefix cache ({lf['uncached']:,} without); {m['wall_s']['total']:.1f} s")
+    ladder = ", ".join(format_width(w) for w in sp.attn_ladder)
+    console.print(f"ladders: attention ({strategy.attn_unit}) [{ladder}], MLP [{', '.join(format_width(w) for w in sp.widths)}]; kept counts {m['kept_counts']}")
     console.print(f"saved strategy to {out}")
 
 

@@ -1,7 +1,8 @@
 """``ElasticModel``: a wrapped HF Llama-family model on which any ``SubnetSpec`` can be activated in place.
 
 Depth is handled by running only the kept decoder layers (our own loop over the HF layers); width by
-``ElasticLinear`` slices of q/k/v/o (whole KV groups) and gate/up/down (MLP channels). Nothing in
+``ElasticLinear`` slices of q/k/v/o (whole KV groups, or query heads inside every group) and gate/up/down
+(MLP channels). Nothing in
 transformers is patched: the wrapped model's linears are replaced on this instance only.
 """
 
@@ -34,11 +35,16 @@ class ForwardContext:
     masks: dict[str, torch.Tensor | None]
 
 
+def q_rows(heads: list[int] | tuple[int, ...], info: ModelInfo) -> torch.Tensor:
+    """q_proj rows / o_proj columns of the query ``heads`` (order preserved)."""
+    hd = info.head_dim
+    return torch.tensor([h * hd + d for h in heads for d in range(hd)], dtype=torch.long)
+
+
 def head_rows(groups: list[int] | tuple[int, ...], info: ModelInfo) -> torch.Tensor:
     """q_proj rows / o_proj columns of the query heads in the kept KV ``groups`` (order preserved)."""
-    gs, hd = info.group_size, info.head_dim
-    rows = [h * hd + d for g in groups for h in range(g * gs, (g + 1) * gs) for d in range(hd)]
-    return torch.tensor(rows, dtype=torch.long)
+    gs = info.group_size
+    return q_rows([h for g in groups for h in range(g * gs, (g + 1) * gs)], info)
 
 
 def kv_rows(groups: list[int] | tuple[int, ...], info: ModelInfo) -> torch.Tensor:
@@ -109,20 +115,25 @@ class ElasticModel(nn.Module):
             if self.strategy is None and (a, f) != (1.0, 1.0):
                 raise ConfigError("per-layer widths need a strategy")
             if self.strategy is not None:
-                self.strategy.space.width_index(a)
-                self.strategy.space.width_index(f)
+                self.strategy.space.width_index(a, "attn")
+                self.strategy.space.width_index(f, "ffn")
             self._set_layer_width(layer, a, f)
 
     def _set_layer_width(self, layer: int, attn_w: float, ffn_w: float) -> None:
         lin = self.elastic_linears(layer)
         st = self.strategy
         dev = lin["o_proj"].base.weight.device
+        attn = self.decoder_layers[layer].self_attn
         if attn_w == 1.0 or st is None:
             for n in ATTN_TARGETS:
                 lin[n].restrict()
+            attn.num_key_value_groups = self.info.group_size
         else:
-            groups = st.attn_groups(attn_w, layer)
-            q, kv = head_rows(groups, self.info).to(dev), kv_rows(groups, self.info).to(dev)
+            q_heads, kv_heads = st.attn_heads(attn_w, layer)
+            q, kv = q_rows(q_heads, self.info).to(dev), kv_rows(kv_heads, self.info).to(dev)
+            # query heads per KV head of this instance's attention (fewer with ``q_head`` units); HF's attention
+            # functions read it from the module, so this is per-instance state, not a patch of transformers
+            attn.num_key_value_groups = len(q_heads) // len(kv_heads)
             lin["q_proj"].restrict(out_idx=q)
             lin["k_proj"].restrict(out_idx=kv)
             lin["v_proj"].restrict(out_idx=kv)

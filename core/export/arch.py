@@ -74,17 +74,21 @@ def subnet_config(
     num_layers: int,
     kv_groups: int,
     ffn_channels: int,
+    q_heads: int | None = None,
     attn_bias: bool,
     mlp_bias: bool,
     architecture: Architecture | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> PretrainedConfig:
-    """Stock config for a subnet with ``kv_groups`` KV groups and ``ffn_channels`` MLP channels per layer.
+    """Stock config for a subnet with ``kv_groups`` KV heads, ``q_heads`` query heads (default: the KV groups'
+    full complement, ``kv_groups × group_size``) and ``ffn_channels`` MLP channels per layer.
 
     ``attn_bias``: q/k/v/o carry biases (Qwen2 bases or attention compensation); ``mlp_bias``: gate/up/down do.
     ``architecture`` overrides the per-shape choice (needed when layers differ, see ``choose_architecture``).
     """
-    heads = kv_groups * info.group_size
+    heads = kv_groups * info.group_size if q_heads is None else q_heads
+    if heads % kv_groups:
+        raise UnsupportedModelError(f"{heads} query heads cannot be shared evenly by {kv_groups} KV heads")
     sw = effective_sliding_window(base, info)
     arch = architecture or choose_architecture(info.hidden_size, [heads], attn_bias=attn_bias, mlp_bias=mlp_bias, sliding_window=sw)
     common = {k: getattr(base, k) for k in _COMMON_KEYS if hasattr(base, k)}

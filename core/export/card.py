@@ -27,7 +27,8 @@ def strategy_summary(elastic: ElasticModel) -> dict[str, Any] | None:
         "model_sha256": st.model_sha256,
         "allocation": st.allocation,
         "keep_last": st.keep_last,
-        "space": {"max_layers": st.space.max_layers, "min_layers": st.space.min_layers, "widths": list(st.space.widths)},
+        "space": st.space.to_dict(),
+        "attn_unit": st.attn_unit,
         "meta": meta,
     }
 
@@ -63,7 +64,8 @@ def build_card(
             "tie_word_embeddings": bool(getattr(config, "tie_word_embeddings", False)),
         },
         "kept_layers": list(plan.kept_layers),
-        "kept_kv_groups": [list(lp.kv_groups) for lp in plan.layers],
+        "kept_kv_groups": [list(lp.kv_heads) for lp in plan.layers],
+        "kept_q_heads": [list(lp.q_heads) for lp in plan.layers],
         "kept_kv_group_counts": list(plan.kv_group_counts),
         "kept_ffn_channel_counts": list(plan.ffn_channel_counts),
         "biases": {

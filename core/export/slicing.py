@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from core.elastic.linear import ElasticLinear
-from core.elastic.model import ATTN_TARGETS, MLP_TARGETS, ElasticModel, head_rows, kv_rows
+from core.elastic.model import ATTN_TARGETS, MLP_TARGETS, ElasticModel, kv_rows, q_rows
 from core.errors import ConfigError
 from core.model.loader import ModelInfo
 from core.spec import SubnetSpec
@@ -34,10 +34,11 @@ class MergeableDelta(Protocol):
 
 @dataclass(frozen=True)
 class LayerPlan:
-    """What one kept layer keeps: original index, KV groups, MLP channels, compensation biases ``[hidden]``."""
+    """What one kept layer keeps: original index, query and KV heads, MLP channels, compensation biases ``[hidden]``."""
 
     source: int
-    kv_groups: tuple[int, ...]
+    q_heads: tuple[int, ...]
+    kv_heads: tuple[int, ...]
     ffn_channels: tuple[int, ...]
     attn_comp: torch.Tensor | None = None
     ffn_comp: torch.Tensor | None = None
@@ -56,7 +57,13 @@ class SubnetPlan:
 
     @property
     def kv_group_counts(self) -> tuple[int, ...]:
-        return tuple(len(lp.kv_groups) for lp in self.layers)
+        """KV heads per kept layer."""
+        return tuple(len(lp.kv_heads) for lp in self.layers)
+
+    @property
+    def q_head_counts(self) -> tuple[int, ...]:
+        """Query heads per kept layer."""
+        return tuple(len(lp.q_heads) for lp in self.layers)
 
     @property
     def ffn_channel_counts(self) -> tuple[int, ...]:
@@ -64,8 +71,8 @@ class SubnetPlan:
 
     @property
     def uniform(self) -> bool:
-        """Every kept layer keeps the same number of KV groups and MLP channels (a stock config expresses it)."""
-        return len(set(self.kv_group_counts)) == 1 and len(set(self.ffn_channel_counts)) == 1
+        """Every kept layer keeps the same numbers of heads and MLP channels (a stock config expresses it)."""
+        return len(set(zip(self.q_head_counts, self.kv_group_counts, strict=True))) == 1 and len(set(self.ffn_channel_counts)) == 1
 
 
 def plan_subnet(strategy: Strategy | None, info: ModelInfo, spec: SubnetSpec) -> SubnetPlan:
@@ -74,13 +81,13 @@ def plan_subnet(strategy: Strategy | None, info: ModelInfo, spec: SubnetSpec) ->
         full = SubnetSpec(info.num_layers, 1.0, 1.0)
         if spec != full:
             raise ConfigError(f"shape {spec.key} needs a strategy; without one only {full.key} exists")
-        groups, chans = tuple(range(info.num_kv_heads)), tuple(range(info.intermediate_size))
-        return SubnetPlan(spec, tuple(LayerPlan(i, groups, chans) for i in range(info.num_layers)))
+        heads, kv, chans = tuple(range(info.num_heads)), tuple(range(info.num_kv_heads)), tuple(range(info.intermediate_size))
+        return SubnetPlan(spec, tuple(LayerPlan(i, heads, kv, chans) for i in range(info.num_layers)))
     spec = strategy.space.validate(spec)
     layers = tuple(
         LayerPlan(
-            source=i,
-            kv_groups=tuple(strategy.attn_groups(spec.attn_width, i)),
+            i,
+            *strategy.attn_heads(spec.attn_width, i),
             ffn_channels=tuple(strategy.ffn_channels(spec.ffn_width, i)),
             attn_comp=strategy.bias("attn", spec.attn_width, i),
             ffn_comp=strategy.bias("ffn", spec.ffn_width, i),
@@ -119,10 +126,11 @@ def _layer_linears(elastic: ElasticModel, lp: LayerPlan) -> dict[str, tuple[torc
     """The seven sliced (weight, bias-or-None) pairs of one kept layer; compensation folded into o/down biases."""
     info = elastic.info
     lin = elastic.elastic_linears(lp.source)
-    full_attn = lp.kv_groups == tuple(range(info.num_kv_heads))
+    full_q = lp.q_heads == tuple(range(info.num_heads))
+    full_kv = lp.kv_heads == tuple(range(info.num_kv_heads))
     full_ffn = lp.ffn_channels == tuple(range(info.intermediate_size))
-    q = None if full_attn else head_rows(lp.kv_groups, info)
-    kv = None if full_attn else kv_rows(lp.kv_groups, info)
+    q = None if full_q else q_rows(lp.q_heads, info)
+    kv = None if full_kv else kv_rows(lp.kv_heads, info)
     ch = None if full_ffn else torch.tensor(lp.ffn_channels, dtype=torch.long)
     where = f"layer {lp.source}"
     out = {

@@ -59,10 +59,10 @@ def tokenizer_files(tokenizer_dir: Path) -> list[Path]:
     return found
 
 
-def layers_description(plan: SubnetPlan, group_size: int) -> list[dict[str, int]]:
+def layers_description(plan: SubnetPlan) -> list[dict[str, int]]:
     """Per-layer dims of a subnet (the content of ``amoeba_layers.json``)."""
     return [
-        {"num_attention_heads": len(lp.kv_groups) * group_size, "num_key_value_heads": len(lp.kv_groups),
+        {"num_attention_heads": len(lp.q_heads), "num_key_value_heads": len(lp.kv_heads),
          "intermediate_size": len(lp.ffn_channels), "source_layer": lp.source}
         for lp in plan.layers
     ]
@@ -71,12 +71,12 @@ def layers_description(plan: SubnetPlan, group_size: int) -> list[dict[str, int]
 def subnet_hf_config(elastic: ElasticModel, plan: SubnetPlan, st: SubnetTensors, dtype: torch.dtype) -> tuple[PretrainedConfig, list[dict[str, int]] | None]:
     """Stock config of the subnet (per-layer maxima when layers differ) and the per-layer description if needed."""
     info = elastic.info
-    layers = None if plan.uniform else layers_description(plan, info.group_size)
-    heads = [g * info.group_size for g in plan.kv_group_counts]
+    layers = None if plan.uniform else layers_description(plan)
+    heads = list(plan.q_head_counts)
     sw = effective_sliding_window(elastic.hf.config, info)
     arch = choose_architecture(info.hidden_size, heads, attn_bias=st.attn_bias, mlp_bias=st.mlp_bias, sliding_window=sw)
     cfg = subnet_config(
-        elastic.hf.config, info, num_layers=len(plan.layers), kv_groups=max(plan.kv_group_counts), ffn_channels=max(plan.ffn_channel_counts),
+        elastic.hf.config, info, num_layers=len(plan.layers), kv_groups=max(plan.kv_group_counts), q_heads=max(plan.q_head_counts), ffn_channels=max(plan.ffn_channel_counts),
         attn_bias=st.attn_bias, mlp_bias=st.mlp_bias, architecture=arch, dtype=dtype,
     )
     return cfg, layers

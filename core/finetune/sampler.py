@@ -12,7 +12,8 @@ def random_shape(space: ShapeSpace, rng: np.random.Generator) -> SubnetSpec:
     """Depth uniform in ``[min_layers, max_layers)`` (``max`` when the range is empty), widths uniform on the ladder."""
     hi = space.max_layers if space.min_layers == space.max_layers else space.max_layers - 1
     depth = int(rng.integers(space.min_layers, hi + 1))
-    a, f = (float(space.widths[int(i)]) for i in rng.integers(0, len(space.widths), size=2))
+    ia, jf = rng.integers(0, len(space.attn_ladder)), rng.integers(0, len(space.widths))
+    a, f = float(space.attn_ladder[int(ia)]), float(space.widths[int(jf)])
     return SubnetSpec(depth, a, f)
 
 

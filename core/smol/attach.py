@@ -28,10 +28,11 @@ class GateSource:
     Calls that bypass ``forward`` (``run_layers``, export) still get the gate of the current shape.
     """
 
-    def __init__(self, elastic: ElasticModel, router: ShapeRouter | None, widths: tuple[float, ...]) -> None:
+    def __init__(self, elastic: ElasticModel, router: ShapeRouter | None, widths: tuple[float, ...], attn_widths: tuple[float, ...] | None = None) -> None:
         self._elastic = elastic
         self._router = router
         self.widths = widths
+        self.attn_widths = widths if attn_widths is None else attn_widths
         self.noise_seed: int | None = None
         self.computations = 0
         self._key: tuple[object, ...] | None = None
@@ -45,7 +46,7 @@ class GateSource:
         if self._router is None:
             return torch.ones(1)
         num_layers = self._elastic.info.num_layers
-        enc = shape_encoding(spec, kept_layers, num_layers, self.widths).to(self._router.proj.weight.device)
+        enc = shape_encoding(spec, kept_layers, num_layers, self.widths, self.attn_widths).to(self._router.proj.weight.device)
         gen = torch.Generator().manual_seed(self.noise_seed) if self.noise_seed is not None else None
         return self._router(enc, gen)  # type: ignore[no-any-return]
 
@@ -141,11 +142,12 @@ def attach_smol(elastic: ElasticModel, config: SmolConfig, seed: int = 0) -> Smo
     if hasattr(elastic, ROUTER_MODULE) or any(lin.delta is not None for lin in elastic.elastic_linears(0).values()):
         raise ConfigError("this elastic model already has adapters attached")
     widths = elastic.strategy.space.widths if elastic.strategy is not None else (1.0,)
+    attn_widths = elastic.strategy.space.attn_ladder if elastic.strategy is not None else (1.0,)
     gen = torch.Generator().manual_seed(seed)
     router = None
     if config.mixture == "smol":
-        router = ShapeRouter(encoding_dim(elastic.info.num_layers, widths), config.experts, config.top_k, config.router_noise_std, gen)
-    source = GateSource(elastic, router, widths)
+        router = ShapeRouter(encoding_dim(elastic.info.num_layers, widths, attn_widths), config.experts, config.top_k, config.router_noise_std, gen)
+    source = GateSource(elastic, router, widths, attn_widths)
     dev = elastic.hf.lm_head.weight.device
     deltas: dict[str, SmolDelta] = {}
     for i in range(elastic.info.num_layers):

@@ -16,9 +16,10 @@ from transformers import PreTrainedModel
 from core.elastic.model import ElasticModel
 from core.errors import ConfigError, StrategyError
 from core.model.loader import ModelInfo
-from core.spec import DEFAULT_WIDTHS, ShapeSpace, SubnetSpec, parse_widths
+from core.spec import ShapeSpace, SubnetSpec, parse_widths
 from core.strategy.depth_dp import ModelScorer, NextTokenNLL, check_depth_range, depth_dp
 from core.strategy.schema import Strategy
+from core.strategy.units import check_attn_unit, default_attn_ladder, default_ffn_ladder
 from core.strategy.width import ALLOCATIONS, ChannelStatsRecorder, parse_bias_modules, select_widths
 
 
@@ -30,11 +31,14 @@ class CalibrationConfig:
 
     Calibration data: consecutive ``window``-token windows from the start of the token stream, limited to the
     first ``max_tokens`` tokens and to ``num_windows`` windows (``None`` = no limit).
+
+    Ladders: ``widths`` (MLP; also attention when ``attn_widths`` is unset) and ``attn_widths``; with neither
+    set, what the model's unit counts allow (``default_ffn_ladder`` / ``default_attn_ladder``); see ``ladders``.
     """
 
     min_layers: int
     keep_last: int = 1
-    widths: tuple[float, ...] = DEFAULT_WIDTHS
+    widths: tuple[float, ...] | None = None
     allocation: str = "uniform"
     bias_modules: tuple[str, ...] = ("attn",)
     window: int = 256
@@ -42,9 +46,15 @@ class CalibrationConfig:
     num_windows: int | None = None
     batch_size: int = 8
     use_cache: bool = True
+    attn_widths: tuple[float, ...] | None = None
+    attn_unit: str = "kv_group"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "widths", parse_widths(self.widths))
+        check_attn_unit(self.attn_unit)
+        if self.widths is not None:
+            object.__setattr__(self, "widths", parse_widths(self.widths))
+        if self.attn_widths is not None:
+            object.__setattr__(self, "attn_widths", parse_widths(self.attn_widths))
         object.__setattr__(self, "bias_modules", parse_bias_modules(self.bias_modules))
         if self.allocation not in ALLOCATIONS:
             raise ConfigError(f"unknown allocation {self.allocation!r}: expected one of {', '.join(ALLOCATIONS)}")
@@ -62,10 +72,20 @@ class CalibrationConfig:
         if self.window > info.max_position_embeddings:
             raise ConfigError(f"window {self.window} exceeds the model's max_position_embeddings {info.max_position_embeddings}")
 
+    def ladders(self, info: ModelInfo) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(MLP ladder, attention ladder) for ``info``: the given ones; an unset attention ladder is ``widths`` when
+        that is given (one ladder for both, as in a ``ShapeSpace``), else both are the model's defaults."""
+        ffn = self.widths if self.widths is not None else default_ffn_ladder(info)
+        if self.attn_widths is not None:
+            return ffn, self.attn_widths
+        attn = self.widths if self.widths is not None else default_attn_ladder(info, self.attn_unit)
+        return ffn, attn
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-native form (lists, not tuples) for strategy metadata."""
         d = asdict(self)
-        d.update(widths=list(self.widths), bias_modules=list(self.bias_modules))
+        d.update(widths=None if self.widths is None else list(self.widths), bias_modules=list(self.bias_modules),
+                 attn_widths=None if self.attn_widths is None else list(self.attn_widths))
         return d
 
 
@@ -116,17 +136,23 @@ def calibrate(
     *,
     calib_sha256: str | None = None,
     on_progress: Callable[[CalibrationProgress], None] | None = None,
+    reuse_depth: Strategy | None = None,
 ) -> Strategy:
     """Run Stage 1 on ``model`` (an HF model is wrapped in place) and return a validated ``Strategy``.
 
     The model is used at its dense shape; an ``ElasticModel``'s active shape and training mode are restored.
-    ``calib_sha256`` identifies the calibration text in the strategy's metadata.
+    ``calib_sha256`` identifies the calibration text in the strategy's metadata. ``reuse_depth``: take the
+    kept-layer sets from that strategy (same model, same depth range and calibration windows) instead of
+    running the DP again; the width part is selected anew.
     """
     em = model if isinstance(model, ElasticModel) else ElasticModel(model)
     if em.info != info:
         raise StrategyError("the given ModelInfo does not describe the given model")
     config.check_model(info)
     windows = calibration_windows(tokens, config.window, config.max_tokens, config.num_windows)
+    ffn_ladder, attn_ladder = config.ladders(info)
+    if reuse_depth is not None:
+        _check_reusable(reuse_depth, info, config, hashlib.sha256(windows.numpy().tobytes()).hexdigest())
     if int(windows.max()) >= info.vocab_size:
         raise ConfigError(f"calibration token id {int(windows.max())} is outside the model's vocabulary ({info.vocab_size}): wrong tokenizer?")
     report = on_progress or (lambda p: None)
@@ -142,10 +168,19 @@ def calibrate(
                 em(b.to(dev))
                 report(CalibrationProgress("stats", i + 1, len(batches)))
         t = timer.lap("stats", t0)
-        sel = select_widths(em, rec.stats, config.widths, allocation=config.allocation, bias_modules=config.bias_modules)
+        sel = select_widths(em, rec.stats, ffn_ladder, allocation=config.allocation, bias_modules=config.bias_modules,
+                            attn_widths=attn_ladder, attn_unit=config.attn_unit)
         t = timer.lap("width", t)
         scorer = ModelScorer(em, NextTokenNLL(windows, config.batch_size), use_cache=config.use_cache)
-        depth = depth_dp(info.num_layers, config.min_layers, config.keep_last, scorer, on_step=lambda n, tot: report(CalibrationProgress("depth", n, tot)))
+        if reuse_depth is None:
+            depth_kept = depth_dp(info.num_layers, config.min_layers, config.keep_last, scorer,
+                                  on_step=lambda n, tot: report(CalibrationProgress("depth", n, tot)))
+            depth_meta = _depth_meta(depth_kept.scores, depth_kept.evaluations, scorer)
+            kept = depth_kept.kept
+        else:
+            kept = reuse_depth.depth
+            depth_meta = {k: reuse_depth.meta[k] for k in ("dp_scores", "dp_perplexity", "dp_evaluations", "layer_forwards") if k in reuse_depth.meta}
+            depth_meta["depth_reused_from"] = {"calib_tokens_sha256": reuse_depth.meta.get("calib_tokens_sha256"), "wall_s": reuse_depth.meta.get("wall_s")}
         timer.lap("depth", t)
         timer.lap("total", t0)
     finally:
@@ -162,24 +197,42 @@ def calibrate(
         "num_windows": int(windows.shape[0]),
         "config": config.to_dict(),
         "bias_modules": list(config.bias_modules),
-        "dp_scores": {str(d): _json_float(s) for d, s in depth.scores.items()},
-        "dp_perplexity": {str(d): math.exp(s) if s < 700 else None for d, s in depth.scores.items()},
-        "dp_evaluations": depth.evaluations,
-        "layer_forwards": {"cached": scorer.layer_forwards, "uncached": scorer.layer_forwards_uncached, "unit": "layer x sequence"},
+        **depth_meta,
+        "attn_unit": config.attn_unit,
         "kept_counts": sel.counts,
         "wall_s": timer.wall_s,
     }
     strategy = Strategy(
         model=info,
         model_sha256=model_sha256,
-        space=ShapeSpace(info.num_layers, config.min_layers, config.widths),
+        space=ShapeSpace(info.num_layers, config.min_layers, ffn_ladder, attn_ladder),
         keep_last=config.keep_last,
         allocation=config.allocation,
-        depth={d: depth.kept[d] for d in range(config.min_layers, info.num_layers + 1)},
+        depth={d: kept[d] for d in range(config.min_layers, info.num_layers + 1)},
         attn=sel.attn,
         ffn=sel.ffn,
         biases=sel.biases,
         meta=meta,
+        attn_unit=config.attn_unit,
     )
     strategy.validate()
     return strategy
+
+
+def _depth_meta(scores: dict[int, float], evaluations: int, scorer: ModelScorer) -> dict[str, Any]:
+    return {
+        "dp_scores": {str(d): _json_float(s) for d, s in scores.items()},
+        "dp_perplexity": {str(d): math.exp(s) if s < 700 else None for d, s in scores.items()},
+        "dp_evaluations": evaluations,
+        "layer_forwards": {"cached": scorer.layer_forwards, "uncached": scorer.layer_forwards_uncached, "unit": "layer x sequence"},
+    }
+
+
+def _check_reusable(st: Strategy, info: ModelInfo, config: CalibrationConfig, tokens_sha: str) -> None:
+    """``StrategyError`` unless ``st``'s depth DP was run on this model, depth range and calibration windows."""
+    st.check_model(info)
+    if (st.space.min_layers, st.keep_last) != (config.min_layers, config.keep_last):
+        raise StrategyError(f"cannot reuse the depth of a strategy for depths {st.space.min_layers}..{st.space.max_layers} "
+                            f"keep_last {st.keep_last}: this run asks for min_layers {config.min_layers}, keep_last {config.keep_last}")
+    if st.meta.get("calib_tokens_sha256") != tokens_sha:
+        raise StrategyError("cannot reuse the depth of a strategy calibrated on other tokens (calib_tokens_sha256 differs)")

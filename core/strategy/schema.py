@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.errors import StrategyError
+from core.errors import ConfigError, StrategyError
 from core.model.loader import ModelInfo
 from core.spec import ShapeSpace, format_width
 
@@ -50,6 +50,13 @@ class Strategy:
     ffn: dict[str, tuple[tuple[int, ...], ...]]
     biases: dict[str, torch.Tensor] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: what an attention unit is: a whole KV group, or one query head inside every KV group (``core.strategy.units``)
+    attn_unit: str = "kv_group"
+
+    def __post_init__(self) -> None:
+        from core.strategy.units import check_attn_unit
+
+        check_attn_unit(self.attn_unit)
 
     # ---- lookups -----------------------------------------------------------------------------------
     def kept_layers(self, num_layers: int) -> tuple[int, ...]:
@@ -57,14 +64,25 @@ class Strategy:
             raise StrategyError(f"strategy has no layer set for depth {num_layers} (range {self.space.min_layers}..{self.space.max_layers})")
         return self.depth[num_layers]
 
-    def attn_groups(self, width: float, layer: int) -> tuple[int, ...]:
-        """Kept KV-group indices of ``layer`` at attention ``width``."""
+    def attn_units(self, width: float, layer: int) -> tuple[int, ...]:
+        """Kept attention-unit indices of ``layer`` at ``width`` (KV groups or query heads, see ``attn_unit``)."""
         if width == 1.0:
-            return tuple(range(self.model.num_kv_heads))
+            n = self.model.num_kv_heads if self.attn_unit == "kv_group" else self.model.num_heads
+            return tuple(range(n))
         try:
             return self.attn[format_width(width)][layer]
         except KeyError:
             raise StrategyError(f"strategy has no attention width {format_width(width)}") from None
+
+    def attn_heads(self, width: float, layer: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(kept query-head indices, kept KV-head indices) of ``layer`` at attention ``width``."""
+        from core.strategy.units import heads_of_units
+
+        return heads_of_units(self.attn_units(width, layer), self.model, self.attn_unit)
+
+    def attn_groups(self, width: float, layer: int) -> tuple[int, ...]:
+        """Kept KV-group indices of ``layer`` at attention ``width`` (all of them for ``q_head`` units)."""
+        return self.attn_heads(width, layer)[1]
 
     def ffn_channels(self, width: float, layer: int) -> tuple[int, ...]:
         """Kept MLP channel indices of ``layer`` at MLP ``width``."""
@@ -100,8 +118,9 @@ class Strategy:
             "schema_version": SCHEMA_VERSION,
             "model": self.model.to_dict(),
             "model_sha256": self.model_sha256,
-            "space": {"max_layers": self.space.max_layers, "min_layers": self.space.min_layers, "widths": list(self.space.widths)},
+            "space": self.space.to_dict(),
             "keep_last": self.keep_last,
+            "attn_unit": self.attn_unit,
             "allocation": self.allocation,
             "depth": {str(k): list(v) for k, v in sorted(self.depth.items())},
             "attn": {w: [list(x) for x in per_layer] for w, per_layer in self.attn.items()},
@@ -153,10 +172,11 @@ class Strategy:
                 ffn={w: tuple(tuple(x) for x in v) for w, v in d["ffn"].items()},
                 biases=biases,
                 meta=d.get("meta", {}),
+                attn_unit=str(d.get("attn_unit", "kv_group")),
             )
         except StrategyError:
             raise
-        except (KeyError, TypeError, ValueError, OSError) as e:
+        except (KeyError, TypeError, ValueError, OSError, ConfigError) as e:
             raise StrategyError(f"{path}: corrupt strategy ({type(e).__name__}: {e})") from None
         st.validate()
         return st
@@ -168,26 +188,43 @@ class Strategy:
             layers = self.depth.get(n)
             if layers is None or len(layers) != n or list(layers) != sorted(set(layers)) or not all(0 <= i < m.num_layers for i in layers):
                 raise StrategyError(f"strategy depth {n}: invalid kept-layer list {layers}")
-        for w in self.space.widths[1:]:
-            for table, name, units in ((self.attn, "attn", m.num_kv_heads), (self.ffn, "ffn", m.intermediate_size)):
+        attn_units = m.num_kv_heads if self.attn_unit == "kv_group" else m.num_heads
+        for table, name, units, ladder in ((self.attn, "attn", attn_units, self.space.attn_ladder), (self.ffn, "ffn", m.intermediate_size, self.space.widths)):
+            for w in ladder[1:]:
                 per_layer = table.get(format_width(w))
                 if per_layer is None or len(per_layer) != m.num_layers:
                     raise StrategyError(f"strategy {name} width {format_width(w)}: missing or wrong number of layers")
                 for i, idx in enumerate(per_layer):
                     if not idx or list(idx) != sorted(set(idx)) or idx[-1] >= units or idx[0] < 0:
                         raise StrategyError(f"strategy {name} width {format_width(w)} layer {i}: invalid indices")
+                    if name == "attn" and self.attn_unit == "q_head":
+                        try:
+                            self.attn_heads(w, i)
+                        except ConfigError as e:
+                            raise StrategyError(f"strategy attn width {format_width(w)} layer {i}: {e}") from None
 
 
-def naive_strategy(info: ModelInfo, model_sha256: str, min_layers: int, widths: tuple[float, ...], keep_last: int = 1) -> Strategy:
+def naive_strategy(
+    info: ModelInfo, model_sha256: str, min_layers: int, widths: tuple[float, ...], keep_last: int = 1,
+    *, attn_widths: tuple[float, ...] | None = None, attn_unit: str = "kv_group",
+) -> Strategy:
     """A data-free strategy: drop layers just below the last ``keep_last``; keep the first units. No biases.
 
     A reference and a test fixture, not a Stage 1 result.
     """
-    space = ShapeSpace(info.num_layers, min_layers, widths)
+    from core.strategy.units import kept_attn_units
+
+    space = ShapeSpace(info.num_layers, min_layers, widths, attn_widths)
     L = info.num_layers
     depth = {
         n: tuple(list(range(n - keep_last)) + list(range(L - keep_last, L))) if n > keep_last else tuple(range(L - n, L)) for n in range(min_layers, L + 1)
     }
-    attn = {format_width(w): tuple(tuple(range(max(1, math.ceil(w * info.num_kv_heads)))) for _ in range(L)) for w in space.widths[1:]}
+    gs = info.group_size
+
+    def first_units(w: float) -> tuple[int, ...]:
+        k = kept_attn_units(info, w, attn_unit)
+        return tuple(range(k)) if attn_unit == "kv_group" else tuple(g * gs + j for g in range(info.num_kv_heads) for j in range(k))
+
+    attn = {format_width(w): tuple(first_units(w) for _ in range(L)) for w in space.attn_ladder[1:]}
     ffn = {format_width(w): tuple(tuple(range(max(1, math.ceil(w * info.intermediate_size)))) for _ in range(L)) for w in space.widths[1:]}
-    return Strategy(info, model_sha256, space, keep_last, "uniform", depth, attn, ffn, {}, {"method": "naive"})
+    return Strategy(info, model_sha256, space, keep_last, "uniform", depth, attn, ffn, {}, {"method": "naive"}, attn_unit=attn_unit)

@@ -15,12 +15,12 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from core.elastic.linear import ElasticLinear
-from core.elastic.model import ElasticModel, head_rows
+from core.elastic.model import ElasticModel, q_rows
 from core.errors import ConfigError
 from core.model.loader import ModelInfo
 from core.spec import format_width
 from core.strategy.schema import BIAS_MODULES, bias_key
-from core.strategy.units import kept_ffn_channels, kept_kv_groups
+from core.strategy.units import check_attn_unit, heads_of_units, kept_attn_units, kept_ffn_channels
 
 ALLOCATIONS = ("uniform", "global")
 
@@ -119,6 +119,25 @@ def kv_group_scores(channel_scores: torch.Tensor, info: ModelInfo) -> torch.Tens
     return channel_scores.reshape(info.num_kv_heads, info.group_size * info.head_dim).mean(1)
 
 
+def q_head_scores(channel_scores: torch.Tensor, info: ModelInfo) -> torch.Tensor:
+    """``[num_heads]``: mean over each query head's o_proj input channels."""
+    return channel_scores.reshape(info.num_heads, info.head_dim).mean(1)
+
+
+def attn_unit_scores(channel_scores: torch.Tensor, info: ModelInfo, unit: str) -> torch.Tensor:
+    """Scores of the attention units of one layer: KV groups ``[num_kv_heads]`` or query heads ``[num_heads]``."""
+    return kv_group_scores(channel_scores, info) if check_attn_unit(unit) == "kv_group" else q_head_scores(channel_scores, info)
+
+
+def top_heads_per_group(scores: torch.Tensor, info: ModelInfo, k: int) -> tuple[int, ...]:
+    """The ``k`` best query heads of every KV group (``scores [num_heads]``), ascending global head indices."""
+    gs = info.group_size
+    kept: list[int] = []
+    for g in range(info.num_kv_heads):
+        kept.extend(g * gs + j for j in top_units(scores[g * gs : (g + 1) * gs], k))
+    return tuple(sorted(kept))
+
+
 def standardise(x: torch.Tensor) -> torch.Tensor:
     """``(x − mean) / std`` (population std); all zeros when there is a single unit or no spread."""
     if x.numel() < 2:
@@ -129,18 +148,18 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class UnitScores:
-    """Standardised importance per layer: ``attn[i]`` ``[num_kv_heads]``, ``ffn[i]`` ``[intermediate_size]``."""
+    """Standardised importance per layer: ``attn[i]`` ``[attention units]``, ``ffn[i]`` ``[intermediate_size]``."""
 
     attn: list[torch.Tensor]
     ffn: list[torch.Tensor]
 
 
-def unit_scores(model: ElasticModel, stats: ChannelStats) -> UnitScores:
-    """Fluctuation scores of every KV group and MLP channel, standardised within each layer and module type."""
+def unit_scores(model: ElasticModel, stats: ChannelStats, attn_unit: str = "kv_group") -> UnitScores:
+    """Fluctuation scores of every attention unit and MLP channel, standardised within each layer and module type."""
     attn, ffn = [], []
     for i in range(model.info.num_layers):
         lin = model.elastic_linears(i)
-        attn.append(standardise(kv_group_scores(fluctuation(stats.attn[i].variance, lin["o_proj"].base.weight), model.info)))
+        attn.append(standardise(attn_unit_scores(fluctuation(stats.attn[i].variance, lin["o_proj"].base.weight), model.info, attn_unit)))
         ffn.append(standardise(fluctuation(stats.ffn[i].variance, lin["down_proj"].base.weight)))
     return UnitScores(attn, ffn)
 
@@ -156,9 +175,12 @@ def top_units(scores: torch.Tensor, k: int) -> tuple[int, ...]:
     return tuple(sorted(int(i) for i in order))
 
 
-def unit_param_cost(info: ModelInfo, module: str) -> int:
-    """Parameters one unit carries: a KV group (q, k, v rows and o columns) or an MLP channel (gate, up, down)."""
+def unit_param_cost(info: ModelInfo, module: str, attn_unit: str = "kv_group") -> int:
+    """Parameters one unit carries: a KV group (q, k, v rows and o columns), a query head (q rows, o columns)
+    or an MLP channel (gate, up, down)."""
     h, hd, gs = info.hidden_size, info.head_dim, info.group_size
+    if module == "attn" and attn_unit == "q_head":
+        return 2 * hd * h + (hd if info.qkv_bias else 0)
     if module == "attn":
         return (2 * gs + 2) * hd * h + ((gs + 2) * hd if info.qkv_bias else 0)
     if module == "ffn":
@@ -223,36 +245,50 @@ def select_widths(
     *,
     allocation: str = "uniform",
     bias_modules: Sequence[str] = BIAS_MODULES,
+    attn_widths: Sequence[float] | None = None,
+    attn_unit: str = "kv_group",
 ) -> WidthSelection:
-    """Kept KV groups / MLP channels for every width < 1 and the compensation biases of ``bias_modules``.
+    """Kept attention units / MLP channels for every width < 1 and the compensation biases of ``bias_modules``.
 
-    ``uniform``: each layer keeps ``kept_kv_groups`` / ``kept_ffn_channels`` of its own best units. ``global``:
-    one ranking across layers with the same total parameter count as ``uniform``. Width 1 needs no entry.
+    ``widths`` is the MLP ladder, ``attn_widths`` the attention ladder (``None``: the same). ``attn_unit``:
+    ``kv_group`` (whole KV groups) or ``q_head`` (the best ``k`` query heads inside every KV group, all KV heads
+    kept). ``uniform``: each layer keeps ``kept_attn_units`` / ``kept_ffn_channels`` of its own best units.
+    ``global``: one ranking across layers with the same total parameter count as ``uniform`` (``kv_group`` only:
+    ``q_head`` needs equal counts per group). Width 1 needs no entry.
     """
     if allocation not in ALLOCATIONS:
         raise ConfigError(f"unknown allocation {allocation!r}: expected one of {ALLOCATIONS}")
+    check_attn_unit(attn_unit)
+    if allocation == "global" and attn_unit == "q_head":
+        raise ConfigError("global allocation needs kv_group attention units (q_head keeps the same heads in every KV group)")
     bias_modules = parse_bias_modules(bias_modules)
     info, n_layers = model.info, model.info.num_layers
-    scores = unit_scores(model, stats)
+    scores = unit_scores(model, stats, attn_unit)
     out: dict[str, dict[str, tuple[tuple[int, ...], ...]]] = {"attn": {}, "ffn": {}}
     counts: dict[str, dict[str, list[int]]] = {"attn": {}, "ffn": {}}
     biases: dict[str, torch.Tensor] = {}
-    for w in (x for x in widths if x != 1.0):
-        key = format_width(w)
-        for module, per_layer, k in (("attn", scores.attn, kept_kv_groups(info, w)), ("ffn", scores.ffn, kept_ffn_channels(info, w))):
-            if allocation == "uniform":
+    ladders = {"attn": tuple(widths if attn_widths is None else attn_widths), "ffn": tuple(widths)}
+    for module, per_layer in (("attn", scores.attn), ("ffn", scores.ffn)):
+        for w in (x for x in ladders[module] if x != 1.0):
+            key = format_width(w)
+            k = kept_attn_units(info, w, attn_unit) if module == "attn" else kept_ffn_channels(info, w)
+            if module == "attn" and attn_unit == "q_head":
+                kept = [top_heads_per_group(s, info, k) for s in per_layer]
+            elif allocation == "uniform":
                 kept = [top_units(s, k) for s in per_layer]
             else:
-                cost = unit_param_cost(info, module)
+                cost = unit_param_cost(info, module, attn_unit)
                 kept = global_allocation(per_layer, cost, cost * k * n_layers)
             out[module][key] = tuple(kept)
             counts[module][key] = [len(x) for x in kept]
-        for i in range(n_layers):
-            lin = model.elastic_linears(i)
-            if "attn" in bias_modules:
-                cols = head_rows(out["attn"][key][i], info)
-                biases[bias_key("attn", w, i)] = compensation_bias(lin["o_proj"].base.weight, stats.attn[i].mean, cols)
-            if "ffn" in bias_modules:
-                ch = torch.tensor(out["ffn"][key][i], dtype=torch.long)
-                biases[bias_key("ffn", w, i)] = compensation_bias(lin["down_proj"].base.weight, stats.ffn[i].mean, ch)
+            if module not in bias_modules:
+                continue
+            for i in range(n_layers):
+                lin = model.elastic_linears(i)
+                if module == "attn":
+                    cols = q_rows(heads_of_units(kept[i], info, attn_unit)[0], info)
+                    biases[bias_key("attn", w, i)] = compensation_bias(lin["o_proj"].base.weight, stats.attn[i].mean, cols)
+                else:
+                    ch = torch.tensor(kept[i], dtype=torch.long)
+                    biases[bias_key("ffn", w, i)] = compensation_bias(lin["down_proj"].base.weight, stats.ffn[i].mean, ch)
     return WidthSelection(out["attn"], out["ffn"], biases, counts)
