@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from server.api import devices, health, search, subnets
+from server.api.body import StrictBodyMiddleware
 from server.api.errors import install_error_handler
 from server.db.migrate import require_migrated
 from server.db.session import Database
@@ -16,6 +17,8 @@ from server.runtime import Runtime
 from server.services.accuracy import AccuracyService, MetricFactory, default_metric_factory
 from server.services.admin import admin_verifier
 from server.services.artifacts import clean_stale_builds
+from server.services.search import SearchService
+from server.services.search_log import SearchLog
 from server.settings import Settings
 from server.state import AppState
 from server.worker import JobWorker
@@ -29,7 +32,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, metric_fac
     ``runtime`` / ``metric_factory`` override the checkpoint and the accuracy metric (tests).
     """
     settings.resolved_var_dir().mkdir(parents=True, exist_ok=True)
-    db = Database(settings.db_url())
+    db = Database(settings.db_url(), settings.db_pool_size)
     try:
         require_migrated(db.engine)
         admin_hash = admin_verifier(db, settings)
@@ -38,7 +41,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, metric_fac
         raise
     runtime = runtime or Runtime(settings.checkpoint_path(), settings.torch_threads)
     accuracy = AccuracyService(runtime, db, metric_factory or default_metric_factory(settings))
-    state = AppState(settings=settings, db=db, admin_hash=admin_hash, runtime=runtime, accuracy=accuracy, worker=JobWorker(db, {}))
+    log = SearchLog(db)
+    state = AppState(settings=settings, db=db, admin_hash=admin_hash, runtime=runtime, accuracy=accuracy, worker=JobWorker(db, {}),
+                     search_log=log, search=SearchService(db, runtime, accuracy, settings, log))
     state.worker = JobWorker(db, job_handlers(state), poll_s=settings.worker_poll_s, max_attempts=settings.job_max_attempts)
 
     @asynccontextmanager
@@ -46,10 +51,12 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, metric_fac
         if settings.worker_threads > 0:
             clean_stale_builds(settings.artifacts_path())
             state.worker.start(settings.worker_threads)
+        log.start()
         try:
             yield
         finally:
             state.worker.stop()
+            log.stop()
             db.dispose()
 
     app = FastAPI(
@@ -60,6 +67,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, metric_fac
     )
     app.state.amoeba = state
     install_error_handler(app)
+    app.add_middleware(StrictBodyMiddleware, max_bytes=settings.max_body_bytes)
     for module in (health, devices, search, subnets):
         app.include_router(module.router)
     from server.admin import routes as admin_routes

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -67,6 +68,7 @@ def profile_local_device(db: Database, settings: Settings, on_shape: OnShape | N
     from profilers.shapes import GridOptions, grid_shapes
     from profilers.source import ModelSource
     from profilers.workload import Workload
+    from server.runtime import read_identity
 
     name, token = local_device_name(settings), None
     wl = Workload.parse(settings.bootstrap_workload)
@@ -83,6 +85,7 @@ def profile_local_device(db: Database, settings: Settings, on_shape: OnShape | N
     space = strategy.space
     src = ModelSource.open(base_model_dir(ckpt), bias_modules=strategy.bias_modules)  # as an export of this checkpoint
     specs = grid_shapes(src, GridOptions(min_layers=space.min_layers, widths=space.widths, max_shapes=settings.bootstrap_max_shapes))
+    specs = [sp for sp in specs if _in_space(space, sp)]  # uploads must lie in the checkpoint's space (its own attention ladder)
     profiler = get_profiler(settings.bootstrap_engine, MeasureSettings(warmup=1, repetitions=settings.bootstrap_repetitions,
                                                                         threads=settings.torch_threads))
 
@@ -95,8 +98,18 @@ def profile_local_device(db: Database, settings: Settings, on_shape: OnShape | N
         dev = s.scalar(select(Device).where(Device.name == name))
         assert dev is not None
         dev.hardware = {"local": True, "cpu_model": table.device.cpu_model, "cpu_count": table.device.cpu_count, "os": table.device.os}
-        ingest_profile(s, dev, table.model_dump(mode="json"))
+        ingest_profile(s, dev, table.model_dump(mode="json"), read_identity(ckpt))
     return name, token, len(specs)
+
+
+def _in_space(space: Any, spec: Any) -> bool:
+    from core.errors import ConfigError
+
+    try:
+        space.validate(spec)
+    except ConfigError:
+        return False
+    return True
 
 
 def prepare(settings: Settings, *, migrate: bool, bootstrap: bool, on_shape: OnShape | None = None) -> Prepared:

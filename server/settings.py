@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     worker_poll_s: float = Field(default=0.5, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
     torch_threads: int = Field(default=1, ge=1)
+    max_body_bytes: int = Field(default=4 << 20, ge=1024, description="largest accepted request body (413 beyond)")
+    db_pool_size: int = Field(default=16, ge=1, description="database connections kept per process (as many again on demand)")
     # search
     search_method: Literal["exhaustive", "optuna"] = Field(default="exhaustive", description="exhaustive is exact for enumerable spaces")
     search_trials: int = Field(default=48, ge=1, description="Optuna trials per query (search_method=optuna)")

@@ -188,6 +188,14 @@ class AccuracyTable:
         hit = self.cached(shape)
         return None if hit is None else hit.accuracy
 
+    def snapshot(self, shapes: Iterable[Shape]) -> dict[str, AccuracyRecord]:
+        """Every cached record among ``shapes`` by shape key: one bulk read when the cache has ``get_many``."""
+        keys = {self.key(s): s.key for s in shapes}
+        bulk = getattr(self.cache, "get_many", None)
+        if bulk is not None:
+            return {keys[k]: r for k, r in bulk(list(keys)).items()}
+        return {name: r for k, name in keys.items() if (r := self.cache.get(k)) is not None}
+
     def missing(self, shapes: Iterable[Shape]) -> list[Shape]:
         """The shapes among ``shapes`` that have no cached record yet."""
         return [s for s in shapes if self.cached(s) is None]

@@ -1,22 +1,17 @@
-"""Answer a query: range check, search (exhaustive or Optuna), Pareto front and neighbours of the answer."""
+"""Answer a query over a plain accuracy source (a thin wrapper of ``core.search.pipeline``), and Pareto helpers."""
 
 from __future__ import annotations
 
-import time
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from core.errors import ConfigError
 from core.latency import LatencyMetric
-from core.search.accuracy import AccuracySource
-from core.search.exhaustive import exhaustive_search
-from core.search.optuna_search import OptunaConfig, optuna_search
-from core.search.pareto import neighbours, pareto_front
-from core.search.query import Answer, Budget, Found, Method, SearchOutcome, ShapeResult, check_budget
+from core.search.accuracy import AccuracyRecord, AccuracySource
+from core.search.optuna_search import OptunaConfig
+from core.search.pareto import pareto_front
+from core.search.query import Answer, Budget, Method, ShapeResult
 from core.search.shapes import LatencyView, SearchSpace, Shape
-
-FRONT_ENUMERATION_LIMIT = 20_000
-"""Spaces larger than this are not enumerated for the front (only the uniform shapes and evaluated ones are)."""
 
 
 def known_points(shapes: Iterable[Shape], view: LatencyView, source: AccuracySource, metric: LatencyMetric) -> tuple[list[ShapeResult], bool]:
@@ -47,48 +42,29 @@ def front_of(
     return pareto_front(pts)
 
 
+class SourceProvider:
+    """An ``AccuracyProvider`` over a plain ``AccuracySource`` (synthetic scores, tests): no raw value (NaN)."""
+
+    def __init__(self, source: AccuracySource) -> None:
+        self.source = source
+
+    def snapshot(self, shapes: Iterable[Shape]) -> dict[str, AccuracyRecord]:
+        return {s.key: AccuracyRecord(a, math.nan, "none") for s in shapes if (a := self.source.known(s)) is not None}
+
+    def record(self, shape: Shape) -> AccuracyRecord:
+        a = self.source.accuracy(shape)
+        return AccuracyRecord(a, math.nan, "none")
+
+
 def answer_query(
     space: SearchSpace, view: LatencyView, source: AccuracySource, budget: Budget, *, method: Method = "exhaustive",
     optuna: OptunaConfig | None = None, k_neighbours: int = 2, attrs: Mapping[str, Any] | None = None,
-    on_step: Callable[[int, int], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None, objective: str = "accuracy",
 ) -> Answer:
-    """The most accurate feasible shape of ``space`` under ``budget``, or ``Infeasible``.
+    """The most accurate feasible shape of ``space`` under ``budget``, or ``Infeasible``: ``core.search.pipeline.run_query``
+    with ``source`` as the accuracy provider (evaluating what is unknown) and the searcher ``method``."""
+    from core.search.pipeline import Query, SearchContext, run_query
 
-    The budget is checked against the profiled range first (no accuracy is evaluated for an infeasible query).
-    ``method="exhaustive"`` evaluates every feasible shape (exact); ``"optuna"`` runs ``optuna.n_trials`` trials.
-    The front covers the evaluated shapes plus every in-range shape whose accuracy is already known.
-    """
-    t0 = time.perf_counter()
-    infeasible = check_budget(space.base, view, budget)
-    if infeasible is not None:
-        return infeasible
-    ev0 = source.evaluations
-    notes: list[str] = []
-    if method == "exhaustive":
-        outcome = exhaustive_search(space, view, source, budget, on_step)
-    elif method == "optuna":
-        cfg = optuna or OptunaConfig()
-        outcome = optuna_search(space, view, source, budget, cfg, attrs=attrs, on_trial=on_step)
-        if outcome.best is None:
-            outcome = _fallback(space, view, source, budget, outcome)
-            notes.append(f"optuna found no feasible shape in {outcome.trials} trials; answered with the fastest feasible shape")
-    else:
-        raise ConfigError(f"search method must be 'exhaustive' or 'optuna', got {method!r}")
-    assert outcome.best is not None  # the range check guarantees a feasible shape exists
-    universe: Iterable[Shape] = space if len(space) <= FRONT_ENUMERATION_LIMIT else space.base
-    known, complete = known_points(universe, view, source, budget.metric)
-    front = pareto_front(known + outcome.evaluated)
-    if len(space) > FRONT_ENUMERATION_LIMIT:
-        complete = False
-        notes.append(f"space of {len(space)} shapes: the front covers the uniform shapes and the evaluated ones")
-    near = neighbours(front, outcome.best.latency_ms, k_neighbours, exclude=outcome.best.shape)
-    return Found(budget, outcome.best, near, front, complete, method, source.evaluations - ev0, outcome.trials, time.perf_counter() - t0, notes=notes)
-
-
-def _fallback(space: SearchSpace, view: LatencyView, source: AccuracySource, budget: Budget, outcome: SearchOutcome) -> SearchOutcome:
-    """Evaluate the fastest feasible uniform shape (it exists: the range check passed)."""
-    g = view.gen_len
-    feas = [(s, e) for s in space.base if budget.feasible(e := view.estimate(s), g)]
-    s, e = min(feas, key=lambda se: (se[1].value(budget.metric, g), se[0].key))
-    best = ShapeResult.of(s, e, budget.metric, g, source.accuracy(s))
-    return SearchOutcome(best, [*outcome.evaluated, best], outcome.trials)
+    provider: Any = source if hasattr(source, "snapshot") and hasattr(source, "record") else SourceProvider(source)
+    ctx = SearchContext(space, lambda: view, provider, evaluate=True, attrs=attrs or {}, on_step=on_step)
+    return run_query(ctx, Query(budget, objective, method, k_neighbours, optuna))

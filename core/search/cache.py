@@ -44,6 +44,9 @@ class MemoryAccuracyCache:
     def put(self, key: AccuracyKey, record: AccuracyRecord) -> None:
         self._d[key.text] = record
 
+    def get_many(self, keys: list[AccuracyKey]) -> dict[AccuracyKey, AccuracyRecord]:
+        return {k: r for k in keys if (r := self._d.get(k.text)) is not None}
+
     def __len__(self) -> int:
         return len(self._d)
 
@@ -101,6 +104,11 @@ class JsonAccuracyCache:
             self._refresh()
             hit = self._entries.get(key.text)
         return hit
+
+    def get_many(self, keys: list[AccuracyKey]) -> dict[AccuracyKey, AccuracyRecord]:
+        """The cached records among ``keys`` (the file is re-read at most once)."""
+        self._refresh()
+        return {k: r for k in keys if (r := self._entries.get(k.text)) is not None}
 
     def entries(self) -> dict[AccuracyKey, AccuracyRecord]:
         """Every entry in the file (fresh read)."""

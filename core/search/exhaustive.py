@@ -1,11 +1,11 @@
-"""Exhaustive search: the exact answer for enumerable spaces, and the reference Optuna is checked against."""
+"""Exhaustive search as a function: the exact answer for enumerable spaces (``searchers.ExhaustiveSearcher``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
 from core.search.accuracy import AccuracySource
-from core.search.query import Budget, SearchOutcome, ShapeResult, best_of
+from core.search.query import Budget, SearchOutcome
 from core.search.shapes import LatencyView, Shape
 
 
@@ -16,11 +16,10 @@ def exhaustive_search(
 
     Infeasible and out-of-range shapes are never evaluated nor returned. Ties: see ``core.search.query.rank``.
     """
+    from core.search.objectives import get_objective
+    from core.search.searchers import ExhaustiveSearcher, Problem
+
     g = view.gen_len
     feasible = [(s, e) for s in shapes if budget.feasible(e := view.estimate(s), g)]
-    evaluated = []
-    for i, (s, e) in enumerate(feasible):
-        evaluated.append(ShapeResult.of(s, e, budget.metric, g, source.accuracy(s)))
-        if on_step is not None:
-            on_step(i + 1, len(feasible))
-    return SearchOutcome(best_of(evaluated), evaluated, len(feasible))
+    problem = Problem(None, view, source, budget, get_objective("accuracy"), feasible, on_step=on_step)  # type: ignore[arg-type]
+    return ExhaustiveSearcher().search(problem)

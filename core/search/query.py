@@ -14,18 +14,45 @@ from core.errors import ConfigError
 from core.latency import LatencyEstimate, LatencyMetric
 from core.search.shapes import LatencyView, Shape
 
-Method = Literal["exhaustive", "optuna"]
+Method = str
+"""A searcher name from ``core.search.searchers.SEARCHERS`` (``exhaustive``, ``optuna``, ``nsga2``, ``index``)."""
+QUANTITIES = ("tpot_ms", "ttft_ms", "e2e_ms", "peak_mem_mb")
+"""What a budget can bound (besides its primary latency metric): per-shape predicted quantities, lower is better."""
+
+
+def quantity(est: LatencyEstimate, name: str, gen_len: int) -> float | None:
+    """The predicted ``name`` (one of ``QUANTITIES``) of ``est``; ``None`` when the model reports no memory."""
+    if name == "peak_mem_mb":
+        return est.peak_mem_mb
+    if name in ("tpot_ms", "ttft_ms", "e2e_ms"):
+        return est.value(name[:-3], gen_len)  # type: ignore[arg-type]
+    raise ConfigError(f"unknown budget quantity {name!r}; known: {', '.join(QUANTITIES)}")
 
 
 @dataclass(frozen=True)
 class Budget:
-    """A latency budget on ``metric`` (tpot, ttft or e2e = ttft + (gen_len − 1)·tpot) and an optional memory cap."""
+    """A latency budget on ``metric`` (tpot, ttft or e2e = ttft + (gen_len − 1)·tpot), an optional memory cap, and
+    optional further limits (``{"ttft_ms": 80, "e2e_ms": 400}``: every one must hold; keys from ``QUANTITIES``)."""
 
     latency_ms: float
     metric: LatencyMetric = "tpot"
     memory_mb: float | None = None
+    limits: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        raw = self.limits.items() if isinstance(self.limits, Mapping) else self.limits
+        try:
+            limits = tuple(sorted((str(k), float(v)) for k, v in raw))
+        except (TypeError, ValueError):
+            raise ConfigError(f"budget limits must map a quantity to a number, got {self.limits!r}") from None
+        for k, v in limits:
+            if k not in QUANTITIES:
+                raise ConfigError(f"unknown budget limit {k!r}; known: {', '.join(QUANTITIES)}")
+            if not (math.isfinite(v) and v > 0):
+                raise ConfigError(f"budget limit {k} must be a positive finite number, got {v}")
+        if len({k for k, _ in limits}) != len(limits):
+            raise ConfigError(f"budget limits name a quantity twice: {limits}")
+        object.__setattr__(self, "limits", limits)
         if self.metric not in get_args(LatencyMetric):
             raise ConfigError(f"budget metric must be one of {', '.join(get_args(LatencyMetric))}, got {self.metric!r}")
         if not (math.isfinite(self.latency_ms) and self.latency_ms > 0):
@@ -44,7 +71,18 @@ class Budget:
         out = {"latency": est.value(self.metric, gen_len) - self.latency_ms, "in_range": 0.0 if est.in_range else 1.0}
         if self.memory_mb is not None:
             out["memory"] = float(self.memory_of(est)) - self.memory_mb  # type: ignore[arg-type]
+        for name, limit in self.limits:
+            v = quantity(est, name, gen_len)
+            if v is None:
+                raise ConfigError(f"a {name} limit was given but the latency model reports no {name}")
+            out[name] = v - limit
         return out
+
+    @property
+    def constrained(self) -> tuple[str, ...]:
+        """Every bounded quantity: the primary metric, memory if capped, and the extra limits."""
+        q = [f"{self.metric}_ms", *(["peak_mem_mb"] if self.memory_mb is not None else []), *(k for k, _ in self.limits)]
+        return tuple(dict.fromkeys(q))
 
     def feasible(self, est: LatencyEstimate, gen_len: int) -> bool:
         """In the profiled range, within the latency budget and the memory cap."""
@@ -63,15 +101,21 @@ class ShapeResult:
     tpot_ms: float
     peak_mem_mb: float | None
     in_range: bool
+    e2e_ms: float | None = None
+    accuracy_raw: float | None = None
+    """The accuracy metric's native value (perplexity for ``ppl``), when known."""
 
     @classmethod
-    def of(cls, shape: Shape, est: LatencyEstimate, metric: LatencyMetric, gen_len: int, accuracy: float | None) -> ShapeResult:
-        """``latency_ms`` is ``est``'s value for ``metric``."""
-        return cls(shape.key, shape.num_layers, accuracy, est.value(metric, gen_len), est.ttft_ms, est.tpot_ms, est.peak_mem_mb, est.in_range)
+    def of(cls, shape: Shape, est: LatencyEstimate, metric: LatencyMetric, gen_len: int, accuracy: float | None,
+           accuracy_raw: float | None = None) -> ShapeResult:
+        """``latency_ms`` is ``est``'s value for ``metric``; ``e2e_ms`` = ttft + (gen_len − 1)·tpot."""
+        return cls(shape.key, shape.num_layers, accuracy, est.value(metric, gen_len), est.ttft_ms, est.tpot_ms, est.peak_mem_mb, est.in_range,
+                   est.e2e_ms(gen_len), accuracy_raw)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ShapeResult:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        optional = ("e2e_ms", "accuracy_raw")
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k not in optional or k in d})
 
 
 def rank(r: ShapeResult) -> tuple[float, float, str]:

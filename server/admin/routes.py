@@ -17,7 +17,6 @@ from server.api.deps import Admin, State
 from server.api.devices import device_out
 from server.db.models import Search
 from server.services import devices as dev_svc
-from server.services import search as search_svc
 from server.services.latency import latest_fit
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -38,14 +37,16 @@ def plotly_bundle() -> Response:
 
 
 def _searches(state: State, limit: int = 50) -> list[dict[str, Any]]:
+    state.search_log.flush()  # the newest searches too (the log is written in batches)
     with state.db.session() as s:
         rows = s.scalars(select(Search).order_by(Search.id.desc()).limit(limit)).all()
         out = []
         for r in rows:
             b = r.request.get("budget", {})
+            limits = "".join(f", {k} ≤ {v:g}" for k, v in (b.get("limits") or {}).items())
             best = r.answer.get("best") or {}
             out.append({"created_at": r.created_at, "device": r.device.name, "engine": r.engine.name, "workload": r.workload.key,
-                        "budget": f"{b.get('metric')} ≤ {b.get('latency_ms')} ms", "subnet_id": r.subnet_id, "shape": best.get("shape"),
+                        "budget": f"{b.get('metric')} ≤ {b.get('latency_ms')} ms{limits}", "subnet_id": r.subnet_id, "shape": best.get("shape"),
                         "duration_ms": r.duration_ms})
         return out
 
@@ -54,7 +55,11 @@ def _searches(state: State, limit: int = 50) -> list[dict[str, Any]]:
 def index(request: Request, state: State) -> HTMLResponse:
     with state.db.session() as s:
         devices = [device_out(d) for d in dev_svc.list_devices(s)]
-    ctx = {"devices": devices, "searches": _searches(state, 20), "checkpoint": str(state.runtime.path)}
+    try:
+        sha = state.runtime.sha256
+    except AmoebaError:
+        sha = None
+    ctx = {"devices": devices, "searches": _searches(state, 20), "checkpoint": str(state.runtime.path), "checkpoint_sha256": sha}
     return templates.TemplateResponse(request, "index.html", ctx)
 
 
@@ -73,8 +78,7 @@ def device_page(name: str, request: Request, state: State, metric: str = "tpot")
         for (engine, workload), prof in pairs:
             plot: dict[str, Any] = {"engine": engine, "workload": workload, "figure": None, "note": "", "fit": None}
             try:
-                known = search_svc.known(s, state.accuracy, name, engine, workload, metric)
-                front = search_svc.pareto(s, state.accuracy, name, engine, workload, metric)
+                known, front = state.search.known(name, engine, workload, metric)
                 if front:
                     plot["figure"] = pareto_figure_json(known, front, f"{name} · {engine} · {workload}", metric)
                 else:

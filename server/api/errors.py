@@ -1,17 +1,28 @@
-"""The ONE place where domain errors become HTTP responses."""
+"""The ONE place where domain errors (and framework / database errors) become HTTP responses.
+
+Every error body is ``ErrorOut``: ``{"detail": "<message>", "field": ..., "status": ...}``. Request validation
+errors name the first bad field and never echo the input back.
+"""
 
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import AmoebaError, ConfigError, DataMissingError
+from core.search.pipeline import ModelMismatch
 from server.errors import BuildFailed, Conflict, DatabaseNotMigrated, Infeasible, Invalid, NotFound, NotReady, Unauthorized
+
+MAX_DETAIL = 600
 
 
 def error_response(request: Request, exc: AmoebaError) -> JSONResponse:
     """Map a domain error to status, body ``{"detail": message, ...}`` and headers."""
-    body: dict[str, object] = {"detail": str(exc)}
+    body: dict[str, object] = {"detail": str(exc)[:MAX_DETAIL * 4]}
     headers: dict[str, str] = {}
     status = 500
     if isinstance(exc, NotFound):
@@ -20,7 +31,7 @@ def error_response(request: Request, exc: AmoebaError) -> JSONResponse:
         status = 401
         admin = request.url.path.startswith("/admin")
         headers["WWW-Authenticate"] = 'Basic realm="amoeba-admin"' if admin else 'Bearer realm="amoeba"'
-    elif isinstance(exc, Conflict):
+    elif isinstance(exc, Conflict | ModelMismatch):
         status = 409
     elif isinstance(exc, Infeasible):
         status = 422
@@ -36,14 +47,57 @@ def error_response(request: Request, exc: AmoebaError) -> JSONResponse:
         headers["Retry-After"] = str(exc.retry_after_s)
     elif isinstance(exc, DatabaseNotMigrated | DataMissingError):
         status = 503
+        headers["Retry-After"] = "30"
     elif isinstance(exc, BuildFailed):
         status = 500
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def validation_response(exc: RequestValidationError) -> JSONResponse:
+    """422 naming the first invalid field (``budget.latency_ms: Input should be greater than 0``), no input echo."""
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    loc = [str(x) for x in first.get("loc", ())]
+    if loc and loc[0] in ("body", "query", "path", "header"):
+        loc = loc[1:]
+    field = ".".join(loc) or None
+    msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")[:MAX_DETAIL]
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return JSONResponse({"detail": (f"{field}: {msg}" if field else msg) + more, "field": field}, status_code=422)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette answers only the first matching route's)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path) and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
 def install_error_handler(app: FastAPI) -> None:
-    async def handler(request: Request, exc: Exception) -> JSONResponse:
+    async def domain(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AmoebaError)
         return error_response(request, exc)
 
-    app.add_exception_handler(AmoebaError, handler)
+    async def validation(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return validation_response(exc)
+
+    async def http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers)
+
+    async def database_busy(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"database busy, retry shortly ({type(exc).__name__})", "status": "busy"}, status_code=503,
+                            headers={"Retry-After": "1"})
+
+    app.add_exception_handler(AmoebaError, domain)
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(StarletteHTTPException, http)
+    app.add_exception_handler(PoolTimeout, database_busy)
+    app.add_exception_handler(OperationalError, database_busy)

@@ -1,18 +1,20 @@
-"""POST /v1/search and GET /v1/devices/{name}/pareto."""
+"""POST /v1/search and GET /v1/devices/{name}/pareto: thin adapters of ``SearchService`` (core.search.pipeline)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from core.search.optuna_search import OptunaConfig
 from core.search.query import Budget, ShapeResult
+from core.spec import SubnetSpec
 from server.api.deps import State
 from server.api.schemas import ErrorOut, Infeasible, Latency, ParetoOut, SearchAnswer, SearchRequest, ShapePoint
-from server.services import search as svc
+from server.services.search import SearchResult
 
 router = APIRouter(tags=["search"])
+COMMON: dict[int | str, dict[str, Any]] = {413: {"model": ErrorOut, "description": "request body too large"},
+                                           503: {"model": ErrorOut, "description": "not ready yet (Retry-After)"}}
 
 
 def artifact_url(request: Request, public_url: str | None, subnet_id: int) -> str:
@@ -21,45 +23,38 @@ def artifact_url(request: Request, public_url: str | None, subnet_id: int) -> st
 
 
 def point(r: ShapeResult) -> ShapePoint:
-    return ShapePoint(shape=r.shape, accuracy=float(r.accuracy or 0.0), latency_ms=r.latency_ms)
+    return ShapePoint(shape=r.shape, accuracy_score=float(r.accuracy or 0.0), accuracy_value=r.accuracy_raw, latency_ms=r.latency_ms,
+                      peak_mem_mb=r.peak_mem_mb)
+
+
+def answer_out(res: SearchResult, objective: str, url: str) -> SearchAnswer:
+    b, f = res.found.best, res.found
+    spec = SubnetSpec.parse(b.shape)
+    return SearchAnswer(search_id=res.search_id, subnet_id=res.subnet_id, shape=b.shape, num_layers=b.num_layers, attn_width=spec.attn_width,
+                        ffn_width=spec.ffn_width, metric=f.budget.metric, budget_ms=f.budget.latency_ms, latency_ms=b.latency_ms,
+                        predicted=Latency(ttft_ms=b.ttft_ms, tpot_ms=b.tpot_ms, e2e_ms=float(b.e2e_ms or 0.0), peak_mem_mb=b.peak_mem_mb, in_range=b.in_range),
+                        objective=objective, accuracy_score=float(b.accuracy or 0.0), accuracy_value=b.accuracy_raw, accuracy_metric=res.accuracy_metric,
+                        neighbours=[point(x) for x in f.neighbours], method=f.method, artifact_url=url, duration_ms=res.duration_ms)
 
 
 @router.post("/v1/search", response_model=SearchAnswer,
-             responses={404: {"model": ErrorOut}, 422: {"model": Infeasible, "description": "no shape fits the budget"},
-                        503: {"model": ErrorOut, "description": "predictor or accuracy table still being computed (Retry-After)"}})
+             responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut, "description": "the device's profiles are of another model"},
+                        422: {"model": Infeasible | ErrorOut, "description": "invalid request (field named) or no shape fits the budget"}, **COMMON})
 def search(body: SearchRequest, request: Request, state: State) -> SearchAnswer:
-    """The most accurate shape whose predicted latency fits the budget on (device, engine, workload).
+    """The most accurate shape whose predicted latency fits every budget on (device, engine, workload).
 
-    422 when infeasible, with the fastest achievable latency and its shape; 404 for an unknown device,
-    engine or workload.
+    422 when infeasible, with the fastest achievable latency and its shape; 404 for an unknown device, engine or
+    workload; 409 when the device was profiled only for another model; 503 + Retry-After while fitting or computing.
     """
-    budget = Budget(body.budget.latency_ms, body.budget.metric, body.memory_mb)
-    cfg = state.settings
-    optuna = OptunaConfig(n_trials=cfg.search_trials, storage=cfg.optuna_url(), study_name="amoeba-search") if cfg.search_method == "optuna" else None
-    with state.db.session() as s:
-        res = svc.search(s, state.accuracy, body.device, body.engine, body.workload, budget, optuna=optuna)
-        if isinstance(res, svc.NoFit):
-            error = res.error
-        else:
-            b, wl = res.found.best, res.search.workload
-            spec = state.accuracy.space.validate(b.shape)
-            rec = state.accuracy.cache.get(state.accuracy.table().key(spec))
-            return SearchAnswer(
-                search_id=res.search.id, subnet_id=res.subnet.id, shape=b.shape, num_layers=spec.num_layers, attn_width=spec.attn_width,
-                ffn_width=spec.ffn_width, metric=budget.metric, budget_ms=budget.latency_ms, latency_ms=b.latency_ms,
-                predicted=Latency(ttft_ms=b.ttft_ms, tpot_ms=b.tpot_ms, e2e_ms=b.ttft_ms + max(0, wl.gen_len - 1) * b.tpot_ms,
-                                  peak_mem_mb=b.peak_mem_mb, in_range=b.in_range),
-                accuracy=float(b.accuracy or 0.0), accuracy_raw=rec.raw if rec else None, accuracy_metric=state.accuracy.metric().name,
-                neighbours=[point(n) for n in res.found.neighbours], artifact_url=artifact_url(request, state.settings.public_url, res.subnet.id),
-                duration_ms=res.search.duration_ms,
-            )
-    raise error  # after the commit: infeasible searches are recorded too
+    budget = Budget(body.budget.latency_ms, body.budget.metric, body.memory_mb, tuple(body.budget.limits().items()))
+    res = state.search.search(body.device, body.engine, body.workload, budget, body.objective)
+    return answer_out(res, body.objective, artifact_url(request, state.settings.public_url, res.subnet_id))
 
 
-@router.get("/v1/devices/{name}/pareto", response_model=ParetoOut, tags=["devices"], responses={404: {"model": ErrorOut}})
-def pareto(name: str, state: State, engine: str = Query(...), workload: str = Query(...),
+@router.get("/v1/devices/{name}/pareto", response_model=ParetoOut, tags=["devices"],
+            responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+def pareto(name: str, state: State, engine: str = Query(..., max_length=64), workload: str = Query(..., max_length=64),
            metric: Literal["tpot", "ttft", "e2e"] = Query("tpot")) -> ParetoOut:
     """Accuracy vs predicted latency front of the checkpoint's shapes on (device, engine, workload)."""
-    with state.db.session() as s:
-        front = svc.pareto(s, state.accuracy, name, engine, workload, metric)
+    _, front = state.search.known(name, engine, workload, metric)
     return ParetoOut(device=name, engine=engine, workload=workload, metric=metric, points=[point(p) for p in front])

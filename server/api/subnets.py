@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
 from server.api.deps import State
@@ -14,10 +16,11 @@ from server.errors import NotReady
 from server.services import artifacts as svc
 
 router = APIRouter(prefix="/v1/subnets", tags=["subnets"])
+SubnetId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="a subnet id from a search answer")]
 
 
-@router.get("/{subnet_id}", response_model=SubnetOut, responses={404: {"model": ErrorOut}})
-def get_subnet(subnet_id: int, request: Request, state: State) -> SubnetOut:
+@router.get("/{subnet_id}", response_model=SubnetOut, responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+def get_subnet(subnet_id: SubnetId, request: Request, state: State) -> SubnetOut:
     with state.db.session() as s:
         sub = svc.get_subnet(s, subnet_id)
         art = sub.artifact
@@ -37,9 +40,12 @@ def get_subnet(subnet_id: int, request: Request, state: State) -> SubnetOut:
         202: {"model": ErrorOut, "description": "being built (Retry-After)"},
         304: {"description": "not modified (If-None-Match)"},
         404: {"model": ErrorOut},
+        422: {"model": ErrorOut},
+        500: {"model": ErrorOut, "description": "the export failed after its retries (the stored error)"},
+        503: {"model": ErrorOut},
     },
 )
-def download_artifact(subnet_id: int, state: State, if_none_match: str | None = Header(None)) -> Response:
+def download_artifact(subnet_id: SubnetId, state: State, if_none_match: str | None = Header(None)) -> Response:
     """The subnet as a standalone model directory (tar). First request queues the export: 202 + Retry-After."""
     try:
         with state.db.session() as s:

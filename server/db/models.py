@@ -57,6 +57,11 @@ class Profile(Timestamped, Base):
     engine_facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     document: Mapped[dict[str, Any]] = mapped_column(default=dict)
     num_rows: Mapped[int] = mapped_column(default=0)
+    model_dims: Mapped[str] = mapped_column(String(160), index=True)
+    """The model the table was measured for (``ModelFingerprint.dims``); searches use only matching profiles."""
+    model_config_sha256: Mapped[str | None] = mapped_column(String(64))
+    checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))
+    """The checkpoint the service served when the table was uploaded."""
     device: Mapped[Device] = relationship(back_populates="profiles")
     engine: Mapped[Engine] = relationship()
     workload: Mapped[Workload] = relationship()
@@ -170,10 +175,12 @@ class Job(Timestamped, Base):
 
 
 class Search(Timestamped, Base):
-    """One search request and its answer (or the infeasibility), with its duration."""
+    """One search request and its answer (or the infeasibility), with its duration. ``uid`` is the answer's
+    ``search_id`` (rows are written in batches after the response)."""
 
     __tablename__ = "searches"
     id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str | None] = mapped_column(String(32), unique=True, index=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
     engine_id: Mapped[int] = mapped_column(ForeignKey("engines.id"))
     workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id"))

@@ -11,21 +11,34 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+POOL_SIZE = 16
+"""Connections kept per engine: more than the request threads that touch the database at once (the search
+fast path holds one for two short reads); ``max_overflow`` as many again, then a request waits ``POOL_TIMEOUT_S``
+and gets 503 + Retry-After."""
+POOL_TIMEOUT_S = 10.0
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout (the worker thread shares it)."""
+
+def make_engine(url: str, pool_size: int = POOL_SIZE) -> Engine:
+    """An engine for ``url`` with a sized pool; SQLite gets foreign keys, WAL, ``synchronous=NORMAL`` (durable
+    at each checkpoint, never corrupt) and a busy timeout (writers wait instead of failing)."""
     u = make_url(url)
+    pool = {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": POOL_TIMEOUT_S}
     if u.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    if u.database and u.database != ":memory:":
-        Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        return create_engine(url, pool_pre_ping=True, **pool)  # type: ignore[arg-type]
+    memory = not u.database or u.database == ":memory:"
+    if not memory:
+        Path(str(u.database)).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                           **({} if memory else pool))  # type: ignore[arg-type]
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.close()
 
     return engine
@@ -34,9 +47,9 @@ def make_engine(url: str) -> Engine:
 class Database:
     """An engine and its session factory."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = POOL_SIZE) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pool_size)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

@@ -7,13 +7,14 @@ Filling the table for the whole shape space is the ``accuracy`` job, run by a wo
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from core.errors import DataMissingError
-from core.search.accuracy import AccuracyMetric, AccuracyTable
-from core.search.shapes import UniformSpace, activate
+from core.search.accuracy import AccuracyKey, AccuracyMetric, AccuracyRecord, AccuracyTable
+from core.search.pipeline import AccuracyPending
+from core.search.shapes import Shape, UniformSpace, activate
 from core.spec import ShapeSpace
 from server.db.session import Database
 from server.runtime import Runtime
@@ -65,6 +66,23 @@ def default_metric_factory(settings: Settings) -> MetricFactory:
     return factory
 
 
+class CachedAccuracy:
+    """An ``AccuracyProvider`` over the SQL cache alone: requests read accuracies in bulk and never evaluate."""
+
+    def __init__(self, cache: SqlAccuracyCache, checkpoint_sha256: str, metric: AccuracyMetric) -> None:
+        self.cache, self.checkpoint_sha256, self.metric = cache, checkpoint_sha256, metric
+
+    def key(self, shape: Shape) -> AccuracyKey:
+        return AccuracyKey(self.checkpoint_sha256, shape.key, self.metric.name, self.metric.data_sha256)
+
+    def snapshot(self, shapes: Iterable[Shape]) -> dict[str, AccuracyRecord]:
+        keys = {self.key(s): s.key for s in shapes}
+        return {keys[k]: r for k, r in self.cache.get_many(list(keys)).items()}
+
+    def record(self, shape: Shape) -> AccuracyRecord:
+        raise AccuracyPending(1, 1)
+
+
 class AccuracyService:
     """Accuracy of the checkpoint's shapes, cached in SQL; evaluations hold the runtime's model lock."""
 
@@ -73,6 +91,7 @@ class AccuracyService:
         self.cache = SqlAccuracyCache(db)
         self._factory = metric_factory
         self._metric: AccuracyMetric | None = None
+        self._complete = False
         self._init_lock = threading.Lock()
 
     @property
@@ -93,6 +112,15 @@ class AccuracyService:
                 self._metric = self._factory(self.runtime.checkpoint())
             return self._metric
 
+    def cached(self) -> CachedAccuracy:
+        """The request-path provider (no model, no evaluation)."""
+        return CachedAccuracy(self.cache, self.checkpoint_sha256, self.metric())
+
+    def identity(self) -> tuple[str, str, str]:
+        """(checkpoint sha256, metric name, metric data sha256): what an accuracy value depends on."""
+        m = self.metric()
+        return self.checkpoint_sha256, m.name, m.data_sha256
+
     def table(self) -> AccuracyTable:
         ckpt = self.runtime.checkpoint()
         elastic = ckpt.elastic
@@ -103,7 +131,15 @@ class AccuracyService:
         return f"{ACCURACY}:{self.checkpoint_sha256[:16]}:{m.name}:{m.data_sha256[:16]}"
 
     def missing(self) -> int:
-        return len(self.table().missing(UniformSpace(self.space)))
+        """Shapes of the space without a cached accuracy (one bulk read; loads no model weights beyond the metric's needs)."""
+        space = UniformSpace(self.space)
+        return len(space) - len(self.cached().snapshot(space))
+
+    def complete(self) -> bool:
+        """Every shape of the space has a cached accuracy (sticky once true: entries are never deleted)."""
+        if not self._complete:
+            self._complete = self.missing() == 0
+        return self._complete
 
     def fill(self, on_step: Callable[[int, int], None] | None = None) -> int:
         """Evaluate every shape of the space that has no cached accuracy. Returns how many were evaluated."""

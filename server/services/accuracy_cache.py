@@ -45,6 +45,21 @@ class SqlAccuracyCache:
             except IntegrityError:
                 continue
 
+    def get_many(self, keys: list[AccuracyKey]) -> dict[AccuracyKey, AccuracyRecord]:
+        """The cached records among ``keys`` in one SELECT per (checkpoint, metric, data) group (usually one)."""
+        out: dict[AccuracyKey, AccuracyRecord] = {}
+        groups: dict[tuple[str, str, str], dict[str, AccuracyKey]] = {}
+        for k in keys:
+            groups.setdefault((k.checkpoint_sha256, k.metric, k.data_sha256), {})[k.shape] = k
+        with self.db.sessions() as s:
+            for (ckpt, metric, data), by_shape in groups.items():
+                q = select(AccuracyEntry.shape_key, AccuracyEntry.value, AccuracyEntry.extra).where(
+                    AccuracyEntry.checkpoint_sha256 == ckpt, AccuracyEntry.metric == metric, AccuracyEntry.data_sha256 == data)
+                for shape, value, extra in s.execute(q).tuples():
+                    if shape in by_shape:
+                        out[by_shape[shape]] = AccuracyRecord(value, float(extra["raw"]), str(extra["raw_name"]), extra.get("detail") or {})
+        return out
+
     def values(self, checkpoint_sha256: str, metric: str, data_sha256: str) -> dict[str, float]:
         """Every cached accuracy of one checkpoint/metric/data by shape key (for dashboards)."""
         with self.db.sessions() as s:

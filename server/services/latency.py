@@ -5,12 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.latency import LatencyModel
 from server.db.models import Device, Engine, PredictorFit, Profile, Workload
 from server.db.session import Database
-from server.errors import Invalid, NotFound, NotReady
-from server.services import jobs
-from server.services.profiles import REFIT, latest_profile, profile_table
+from server.errors import NotFound
+from server.services.profiles import profile_table
 
 
 def refit(db: Database, profile_id: int) -> PredictorFit:
@@ -47,22 +45,3 @@ def latest_fit(s: Session, device: Device, engine: Engine, workload: Workload) -
         .limit(1)
     )
     return s.scalar(q)
-
-
-def latency_model(s: Session, device: Device, engine: Engine, workload: Workload) -> LatencyModel:
-    """The predictor fitted on the newest profile; ``NotFound`` without any profile, ``NotReady`` while fitting."""
-    from profilers.predictor.model import LatencyPredictor
-    from profilers.predictor.state import PredictorState
-
-    prof = latest_profile(s, device, engine, workload)
-    if prof is None:
-        raise NotFound(f"device {device.name!r} has no profile for engine {engine.name!r} and workload {workload.key!r}")
-    fit = latest_fit(s, device, engine, workload)
-    if fit is None or fit.profile_id != prof.id:
-        job = jobs.enqueue(s, REFIT, f"{REFIT}:{prof.id}", {"profile_id": prof.id})
-        if fit is None and job.status == "failed":
-            raise Invalid(f"profile {prof.id} of {device.name}/{engine.name}/{workload.key} cannot be fitted: {job.error}")
-        if fit is None:
-            raise NotReady(f"the latency predictor of {device.name}/{engine.name}/{workload.key} is being fitted; retry shortly",
-                           retry_after_s=2, status="fitting", http_status=503)
-    return LatencyPredictor(PredictorState.model_validate(fit.state))

@@ -2,27 +2,75 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.errors import ConfigError
+from core.search.pipeline import ModelFingerprint, check_model
 from profilers.table import ProfileTable, parse_table
-from server.db.models import Device, Engine, Profile, ProfileRow, Workload
-from server.errors import Conflict
+from server.db.models import Device, Profile, ProfileRow
+from server.errors import Conflict, Invalid
 from server.services import jobs
-from server.services.devices import get_or_create_engine, get_or_create_workload
+from server.services.devices import authenticate_device, get_or_create_engine, get_or_create_workload
+
+if TYPE_CHECKING:
+    from server.db.session import Database
+    from server.runtime import ModelIdentity
 
 REFIT = "refit"
 
 
-def ingest_profile(s: Session, device: Device, body: bytes | str | dict[str, Any]) -> tuple[Profile, bool]:
+def table_fingerprint(table: ProfileTable) -> ModelFingerprint:
+    """The model a table was measured for; its config hash counts only for config-built shapes (an exported
+    subnet's config is the subnet's, not the base model's)."""
+    m = table.model
+    return ModelFingerprint.of(m, m.config_sha256 if m.source == "config" else None)
+
+
+def check_table(table: ProfileTable, identity: ModelIdentity) -> ModelFingerprint:
+    """Refuse a table of another model (``ModelMismatch`` → 409) or with a shape outside the checkpoint's space (→ 422)."""
+    fp = table_fingerprint(table)
+    check_model(fp, identity.fingerprint, "this profile table")
+    for i, r in enumerate(table.rows):
+        try:
+            identity.space.validate(r.spec)
+        except ConfigError as e:
+            raise Invalid(f"rows.{i}.shape: {e} (the served checkpoint's shape space)", field=f"rows.{i}.shape") from None
+    return fp
+
+
+def upload_profile(db: Database, name: str, authorization: str | None, body: bytes | str | dict[str, Any],
+                   identity: ModelIdentity) -> tuple[Profile, bool]:
+    """Authenticate the device, validate the table against the served model and store it (one transaction).
+
+    401/404 before the body is looked at; 422 / 409 before anything is written. Concurrent uploads of the same
+    table: the loser's unique-constraint error is retried as a lookup and answered as the duplicate (200).
+    """
+    for attempt in range(3):
+        try:
+            with db.session() as s:
+                dev = authenticate_device(s, name, authorization)
+                prof, created = ingest_profile(s, dev, body, identity)
+                _ = prof.engine.name, prof.workload.key  # loaded before the session closes
+                return prof, created
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def ingest_profile(s: Session, device: Device, body: bytes | str | dict[str, Any], identity: ModelIdentity | None) -> tuple[Profile, bool]:
     """Store an uploaded table for ``device``; returns ``(profile, created)``. Idempotent on content hash.
 
-    Raises ``TableError`` (→ 422, naming the field) before anything is written; the caller's transaction
-    covers the profile, its rows and the refit job, so an error stores nothing.
+    Raises ``TableError`` (→ 422, naming the field), ``ModelMismatch`` or ``Invalid`` before anything is written;
+    the caller's transaction covers the profile, its rows and the refit job, so an error stores nothing.
+    ``identity`` is the served checkpoint (``None``: no model check, e.g. the first-start profile of its own model).
     """
     table = parse_table(body)
+    fp = check_table(table, identity) if identity is not None else table_fingerprint(table)
     sha = table.content_sha256()
     existing = s.scalar(select(Profile).where(Profile.content_sha256 == sha))
     if existing is not None:
@@ -41,6 +89,9 @@ def ingest_profile(s: Session, device: Device, body: bytes | str | dict[str, Any
         engine_facts=table.engine.model_dump(mode="json"),
         document=table.model_dump(mode="json"),
         num_rows=len(table.rows),
+        model_dims=fp.dims,
+        model_config_sha256=fp.config_sha256,
+        checkpoint_sha256=identity.checkpoint_sha256 if identity is not None else None,
     )
     prof.rows = [_row(r) for r in table.rows]
     s.add(prof)
@@ -68,17 +119,6 @@ def _row(r: Any) -> ProfileRow:
         peak_mem_mb=r.peak_mem_mb,
         busy=r.busy,
     )
-
-
-def latest_profile(s: Session, device: Device, engine: Engine, workload: Workload) -> Profile | None:
-    """The newest profile of (device, engine, workload): each upload is a complete table."""
-    q = (
-        select(Profile)
-        .where(Profile.device_id == device.id, Profile.engine_id == engine.id, Profile.workload_id == workload.id)
-        .order_by(Profile.id.desc())
-        .limit(1)
-    )
-    return s.scalar(q)
 
 
 def profile_table(p: Profile) -> ProfileTable:

@@ -1,131 +1,213 @@
-"""Search requests: resolve (device, engine, workload), check the budget, answer from the accuracy table.
+"""Search requests: the service's adapter of ``core.search.pipeline.run_query``.
 
-Accuracy evaluation is long work: when the table lacks a feasible shape, an ``accuracy`` job is queued and
-the request gets 503 + Retry-After (the serve command queues it at start, so this is rare).
+One short read transaction resolves (device, engine, workload) to the newest profile of the served model and its
+predictor fit; the pipeline answers from the ``AnswerIndex`` of (fit, checkpoint, accuracy metric, budget metric),
+built on the first query after the fit or the accuracy table changes. Nothing is written on the request path
+except, once, what is missing (a refit or accuracy job, a subnet row); the search log is written in batches
+(``server.services.search_log``). Accuracy evaluation is long work: a query that needs an unknown accuracy queues
+the ``accuracy`` job and gets 503 + Retry-After.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
-from dataclasses import dataclass, replace
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.search.accuracy import AccuracyTable
-from core.search.answer import answer_query, known_points
+from core.search.index import IndexCache
 from core.search.optuna_search import OptunaConfig
-from core.search.pareto import pareto_front
-from core.search.query import Budget, Found, ShapeResult, check_budget
-from core.search.shapes import LatencyView, Shape, UniformSpace
-from server.db.models import Device, Engine, Search, Subnet, Workload
-from server.errors import BuildFailed, Infeasible, NotReady
+from core.search.pipeline import AccuracyPending, ModelFingerprint, ModelMismatch, Query, SearchContext, run_query
+from core.search.query import Answer, Budget, Found, ShapeResult
+from core.search.shapes import LatencyView, UniformSpace
+from core.spec import SubnetSpec
+from server.db.models import PredictorFit, Profile
+from server.db.session import Database
+from server.errors import BuildFailed, Conflict, Infeasible, NotFound, NotReady
+from server.runtime import Runtime
 from server.services import jobs
 from server.services.accuracy import ACCURACY, AccuracyService
 from server.services.artifacts import get_or_create_subnet
 from server.services.devices import get_device, get_engine, get_workload
-from server.services.latency import latency_model
+from server.services.profiles import REFIT
+from server.services.search_log import SearchEntry, SearchLog
+from server.settings import Settings
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A query's rows and the profile / fit it is answered from."""
+
+    device_id: int
+    engine_id: int
+    workload_id: int
+    device: str
+    engine: str
+    workload: str
+    gen_len: int
+    profile_id: int
+    fit_id: int
+    fit_state: dict[str, Any]
+    profile_model: ModelFingerprint
 
 
 @dataclass(frozen=True)
 class SearchResult:
-    search: Search
-    subnet: Subnet
+    search_id: str
+    subnet_id: int
     found: Found
+    accuracy_metric: str
+    duration_ms: float
 
 
-@dataclass(frozen=True)
-class NoFit:
-    """An infeasible query (recorded like any other); ``error`` is raised by the caller after commit."""
-
-    search: Search
-    error: Infeasible
+def profile_fingerprint(p: Profile) -> ModelFingerprint:
+    """The model a stored profile was measured for."""
+    return ModelFingerprint.of((p.document or {}).get("model") or {}, p.model_config_sha256)
 
 
-class CachedOnly:
-    """An ``AccuracySource`` that never evaluates (so requests never touch the model or wait for its lock)."""
+def resolve(s: Session, device: str, engine: str, workload: str, model: ModelFingerprint) -> Resolved:
+    """Rows of the query and the newest profile of ``model`` with its fit.
 
-    def __init__(self, table: AccuracyTable) -> None:
-        self.table = table
-
-    @property
-    def evaluations(self) -> int:
-        return 0
-
-    def known(self, shape: Shape) -> float | None:
-        return self.table.known(shape)
-
-    def accuracy(self, shape: Shape) -> float:
-        acc = self.table.known(shape)
-        if acc is None:
-            raise NotReady(f"accuracy of {shape.key} is not computed yet", retry_after_s=5, status="computing accuracy", http_status=503)
-        return acc
-
-
-def resolve(s: Session, device: str, engine: str, workload: str) -> tuple[Device, Engine, Workload]:
-    """The three rows, or ``NotFound`` naming the first unknown one."""
-    return get_device(s, device), get_engine(s, engine), get_workload(s, workload)
-
-
-def search(s: Session, acc: AccuracyService, device: str, engine: str, workload: str, budget: Budget, *,
-           optuna: OptunaConfig | None = None) -> SearchResult | NoFit:
-    """The most accurate feasible shape, or ``NoFit`` naming the fastest latency; both recorded in ``searches``.
-
-    Exhaustive (exact) by default; with ``optuna`` the study named after the query lives in its storage.
+    ``NotFound`` naming the first unknown name, or when the device has no profile for (engine, workload);
+    ``ModelMismatch`` (→ 409) when it has profiles but only for other models; ``NotReady`` while the fit runs.
     """
-    t0 = time.perf_counter()
-    dev, eng, wl = resolve(s, device, engine, workload)
-    view = LatencyView(latency_model(s, dev, eng, wl))
-    space = UniformSpace(acc.space)
-    request: dict[str, Any] = {"device": dev.name, "engine": eng.name, "workload": wl.key, "budget": {"latency_ms": budget.latency_ms, "metric": budget.metric},
-               "memory_mb": budget.memory_mb}
-    bad = check_budget(space.base, view, budget)
-    if bad is not None:
-        row = _record(s, dev, eng, wl, request, bad.to_dict(), None, t0)
-        fastest = bad.fastest
-        return NoFit(row, Infeasible(bad.message, {"reason": bad.reason, "metric": budget.metric, "budget_ms": budget.latency_ms,
-                                       "fastest_ms": bad.fastest_latency_ms, "fastest_shape": fastest.shape if fastest else None,
-                                       "min_peak_mem_mb": bad.min_peak_mem_mb}))
-    table = acc.table()
-    feasible = [sh for sh in space if budget.feasible(view.estimate(sh), view.gen_len)]
-    missing = table.missing(feasible)
-    if missing:
-        job = jobs.enqueue(s, ACCURACY, acc.job_key(), {}, rearm=True)
+    dev, eng, wl = get_device(s, device), get_engine(s, engine), get_workload(s, workload)
+    base = select(Profile).where(Profile.device_id == dev.id, Profile.engine_id == eng.id, Profile.workload_id == wl.id)
+    prof = s.scalar(base.where(Profile.model_dims == model.dims).order_by(Profile.id.desc()).limit(1))
+    if prof is not None and profile_fingerprint(prof).differences(model):  # same dims, another config
+        prof = next((p for p in s.scalars(base.where(Profile.model_dims == model.dims).order_by(Profile.id.desc()))
+                     if not profile_fingerprint(p).differences(model)), None)
+    if prof is None:
+        other = s.scalar(base.order_by(Profile.id.desc()).limit(1))
+        if other is None:
+            raise NotFound(f"device {dev.name!r} has no profile for engine {eng.name!r} and workload {wl.key!r}")
+        raise ModelMismatch(profile_fingerprint(other), model, f"profile {other.id} of {dev.name}/{eng.name}/{wl.key}")
+    fit = s.scalar(select(PredictorFit).where(PredictorFit.profile_id == prof.id).limit(1))
+    if fit is None:
+        job = jobs.enqueue(s, REFIT, f"{REFIT}:{prof.id}", {"profile_id": prof.id})
         if job.status == "failed":
-            raise BuildFailed(f"the accuracy table could not be computed: {job.error}")
-        raise NotReady(f"accuracy of {len(missing)} of {len(feasible)} feasible shapes is being computed; retry shortly",
-                       retry_after_s=5, status="computing accuracy", http_status=503)
-    if optuna is not None and optuna.storage is not None:
-        ident = json.dumps([acc.checkpoint_sha256, request], sort_keys=True).encode()
-        optuna = replace(optuna, study_name=f"amoeba-search-{hashlib.sha256(ident).hexdigest()[:24]}")
-    found = answer_query(space, view, CachedOnly(table), budget, method="optuna" if optuna else "exhaustive", optuna=optuna,  # type: ignore[arg-type]
-                         attrs={"checkpoint": acc.checkpoint_sha256, "request": request})
-    assert isinstance(found, Found)  # the budget check above passed
-    sub = get_or_create_subnet(s, acc.checkpoint_sha256, acc.space.validate(found.best.shape))
-    row = _record(s, dev, eng, wl, request, found.to_dict(), sub, t0)
-    return SearchResult(row, sub, found)
+            raise Conflict(f"profile {prof.id} of {dev.name}/{eng.name}/{wl.key} cannot be fitted: {job.error}")
+        raise NotReady(f"the latency predictor of {dev.name}/{eng.name}/{wl.key} is being fitted; retry shortly",
+                       retry_after_s=2, status="fitting", http_status=503)
+    return Resolved(dev.id, eng.id, wl.id, dev.name, eng.name, wl.key, wl.gen_len, prof.id, fit.id, fit.state, profile_fingerprint(prof))
 
 
-def _record(s: Session, dev: Device, eng: Engine, wl: Workload, request: dict[str, Any], answer: dict[str, Any],
-            sub: Subnet | None, t0: float) -> Search:
-    row = Search(device=dev, engine=eng, workload=wl, request=request, answer=answer, feasible=sub is not None,
-                 subnet_id=sub.id if sub else None, duration_ms=(time.perf_counter() - t0) * 1000)
-    s.add(row)
-    s.flush()
-    return row
+def _view(state: dict[str, Any]) -> LatencyView:
+    from profilers.predictor.model import LatencyPredictor
+    from profilers.predictor.state import PredictorState
+
+    return LatencyView(LatencyPredictor(PredictorState.model_validate(state)))
 
 
-def known(s: Session, acc: AccuracyService, device: str, engine: str, workload: str, metric: str = "tpot") -> list[ShapeResult]:
-    """In-range shapes with a known accuracy and their predicted latency on ``metric`` (no evaluation)."""
-    dev, eng, wl = resolve(s, device, engine, workload)
-    view = LatencyView(latency_model(s, dev, eng, wl))
-    Budget(1.0, metric)  # type: ignore[arg-type]  # validates the metric name
-    pts, _complete = known_points(UniformSpace(acc.space), view, acc.table(), metric)  # type: ignore[arg-type]
-    return pts
+class SearchService:
+    """Answers queries for one app: resolution, the pipeline with its index cache, subnets, the search log."""
 
+    def __init__(self, db: Database, runtime: Runtime, accuracy: AccuracyService, settings: Settings, log: SearchLog) -> None:
+        self.db, self.runtime, self.accuracy, self.settings, self.log = db, runtime, accuracy, settings, log
+        self.indexes = IndexCache()
+        self._subnets: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
 
-def pareto(s: Session, acc: AccuracyService, device: str, engine: str, workload: str, metric: str = "tpot") -> list[ShapeResult]:
-    """The accuracy/latency front over in-range shapes with a known accuracy (no evaluation in the request)."""
-    return pareto_front(known(s, acc, device, engine, workload, metric))
+    def context(self, r: Resolved) -> SearchContext:
+        ident = self.runtime.identity()
+        acc_id = self.accuracy.identity()
+        return SearchContext(UniformSpace(ident.space), lambda: _view(r.fit_state), self.accuracy.cached(), evaluate=False,
+                             profile_model=r.profile_model, checkpoint_model=ident.fingerprint, index_cache=self.indexes,
+                             index_key=("fit", r.fit_id, *acc_id))
+
+    def resolve(self, device: str, engine: str, workload: str) -> Resolved:
+        with self.db.session() as s:  # commits only when a missing refit job was queued (NotReady commits work)
+            return resolve(s, device, engine, workload, self.runtime.identity().fingerprint)
+
+    def answer(self, r: Resolved, query: Query) -> Answer:
+        """The pipeline's answer; ``AccuracyPending`` queues the accuracy job (→ 503 + Retry-After)."""
+        try:
+            return run_query(self.context(r), query)
+        except AccuracyPending as e:
+            with self.db.session() as s:
+                job = jobs.enqueue(s, ACCURACY, self.accuracy.job_key(), {}, rearm=True)
+                if job.status == "failed":
+                    raise BuildFailed(f"the accuracy table could not be computed: {job.error}") from None
+            raise NotReady(f"{e}; retry shortly", retry_after_s=5, status="computing accuracy", http_status=503) from None
+
+    def search(self, device: str, engine: str, workload: str, budget: Budget, objective: str = "accuracy") -> SearchResult:
+        """The objective's best feasible shape; ``Infeasible`` (→ 422) names the fastest latency. Both are logged."""
+        t0 = time.perf_counter()
+        r = self.resolve(device, engine, workload)
+        request: dict[str, Any] = {"device": r.device, "engine": r.engine, "workload": r.workload, "objective": objective,
+                                   "budget": {"latency_ms": budget.latency_ms, "metric": budget.metric, "limits": dict(budget.limits)},
+                                   "memory_mb": budget.memory_mb}
+        optuna = self._optuna(request)
+        query = Query(budget, objective, "optuna" if optuna else "auto", 2, optuna)
+        ans = self.answer(r, query)
+        uid = uuid.uuid4().hex
+        if not isinstance(ans, Found):
+            self._log(uid, r, request, ans.to_dict(), None, t0)
+            fastest = ans.fastest
+            raise Infeasible(ans.message, {"reason": ans.reason, "metric": budget.metric, "budget_ms": budget.latency_ms,
+                                           "fastest_ms": ans.fastest_latency_ms, "fastest_shape": fastest.shape if fastest else None,
+                                           "min_peak_mem_mb": ans.min_peak_mem_mb})
+        sid = self.subnet_id(ans.best.shape)
+        duration = self._log(uid, r, request, ans.to_dict(), sid, t0)
+        return SearchResult(uid, sid, ans, self.accuracy.metric().name, duration)
+
+    def _optuna(self, request: dict[str, Any]) -> OptunaConfig | None:
+        cfg = self.settings
+        if cfg.search_method != "optuna":
+            return None
+        ident = json.dumps([self.runtime.sha256, request], sort_keys=True).encode()
+        return OptunaConfig(n_trials=cfg.search_trials, storage=cfg.optuna_url(), study_name=f"amoeba-search-{hashlib.sha256(ident).hexdigest()[:24]}")
+
+    def _log(self, uid: str, r: Resolved, request: dict[str, Any], answer: dict[str, Any], sid: int | None, t0: float) -> float:
+        answer = {k: v for k, v in answer.items() if k != "front"} | {"front_size": len(answer.get("front") or [])}
+        duration = (time.perf_counter() - t0) * 1000
+        self.log.record(SearchEntry(uid, r.device_id, r.engine_id, r.workload_id, request, answer, sid is not None, sid, duration))
+        return duration
+
+    def subnet_id(self, shape: str) -> int:
+        """The subnet row of ``shape`` on the served checkpoint (created once; cached in memory)."""
+        key = (self.runtime.sha256, shape)
+        sid = self._subnets.get(key)
+        if sid is not None:
+            return sid
+        spec = self.runtime.space.validate(SubnetSpec.parse(shape))
+        for attempt in range(3):
+            try:
+                with self.db.session() as s:
+                    sid = get_or_create_subnet(s, key[0], spec).id
+                break
+            except IntegrityError:  # a concurrent request created it: read it on the next attempt
+                if attempt == 2:
+                    raise
+        assert sid is not None
+        with self._lock:
+            self._subnets[key] = sid
+        return sid
+
+    def known(self, device: str, engine: str, workload: str, metric: str = "tpot") -> tuple[list[ShapeResult], list[ShapeResult]]:
+        """In-range shapes with a known accuracy and their front on ``metric`` (no evaluation; from the index when built)."""
+        Budget(1.0, metric)  # type: ignore[arg-type]  # validates the metric name
+        r = self.resolve(device, engine, workload)
+        ctx = self.context(r)
+        from core.search.pipeline import check_model
+
+        check_model(ctx.profile_model, ctx.checkpoint_model)
+        key = (ctx.index_key, metric, "accuracy")
+        idx = self.indexes.get(key)
+        if idx is not None:
+            return [x.result for x in idx.entries], list(idx.front)
+        from core.search.objectives import get_objective
+
+        view, g = ctx.view, r.gen_len
+        rows = [(s, e) for s in ctx.space if (e := view.estimate(s)).in_range]
+        records = ctx.accuracy.snapshot(s for s, _ in rows)
+        pts = [ShapeResult.of(s, e, metric, g, records[s.key].accuracy, records[s.key].raw) for s, e in rows if s.key in records]  # type: ignore[arg-type]
+        return pts, get_objective("accuracy").front(pts)
+

@@ -94,14 +94,26 @@ def settings_for(tmp_path: Path, url: str, **kw: Any) -> Any:
 
 
 @pytest.fixture
-def client(tmp_path: Path, db_url: str) -> Iterator[Any]:
-    """A TestClient on a migrated database, no workers (tests drain jobs explicitly)."""
+def client(tmp_path: Path, db_url: str, tiny_ckpt: Path) -> Iterator[Any]:
+    """A TestClient on a migrated database serving the tiny checkpoint (its weights are never loaded unless a
+    test searches), no workers (tests drain jobs explicitly)."""
     from fastapi.testclient import TestClient
 
     from server.app import create_app
 
-    app = create_app(settings_for(tmp_path, db_url))
+    app = create_app(settings_for(tmp_path, db_url, checkpoint=tiny_ckpt))
     with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture
+def bare_client(tmp_path: Path, db_url: str) -> Iterator[Any]:
+    """A TestClient whose checkpoint is missing."""
+    from fastapi.testclient import TestClient
+
+    from server.app import create_app
+
+    with TestClient(create_app(settings_for(tmp_path, db_url))) as c:
         yield c
 
 

@@ -29,7 +29,8 @@ def test_openapi_documents_the_routes(client: Any) -> None:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_health_and_readiness(client: Any) -> None:
+def test_health_and_readiness(bare_client: Any) -> None:
+    client = bare_client
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.get("/readyz")  # the test app points at a missing checkpoint and runs no worker threads
     assert r.status_code == 503 and r.json()["checks"]["database"] == "ok" and r.json()["checks"]["checkpoint"].startswith("missing")

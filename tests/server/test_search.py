@@ -46,20 +46,18 @@ def test_search_waits_for_jobs_then_answers_the_exact_optimum(full_client: Any) 
     assert a["artifact_url"].endswith(f"/v1/subnets/{a['subnet_id']}/artifact")
     # reference: brute force over the space with the same predictor and cached accuracies
     state = c.app.state.amoeba
-    with state.db.session() as s:
-        from server.services.latency import latency_model
-        from server.services.search import resolve
+    from server.services.search import _view
 
-        model = latency_model(s, *resolve(s, "dev1", "torch", "b1-p16-g8"))
+    model = _view(state.search.resolve("dev1", "torch", "b1-p16-g8").fit_state).model
     table = state.accuracy.table()
     feasible = [(table.accuracy(sp), sp.key) for sp in state.accuracy.space if model.estimate(sp).tpot_ms <= 2.5]
-    assert a["shape"] == max(feasible)[1] and a["accuracy"] == pytest.approx(max(feasible)[0])
-    assert a["accuracy_raw"] > 1 and a["accuracy_metric"] == "ppl"
+    assert a["shape"] == max(feasible)[1] and a["accuracy_score"] == pytest.approx(max(feasible)[0])
+    assert a["accuracy_value"] > 1 and a["accuracy_metric"] == "ppl" and a["method"] == "index"
     for n in a["neighbours"]:
         assert n["shape"] != a["shape"]
     # a looser budget never answers a less accurate shape
     b = c.post("/v1/search", json=_query(100.0)).json()
-    assert b["accuracy"] >= a["accuracy"]
+    assert b["accuracy_score"] >= a["accuracy_score"]
 
 
 def test_infeasible_and_unknowns(full_client: Any) -> None:
@@ -77,6 +75,7 @@ def test_infeasible_and_unknowns(full_client: Any) -> None:
     assert r.status_code == 422 and "latency_ms" in str(r.json()["detail"])
     r = c.post("/v1/search", json={**_query(1.0), "budget": {"latency_ms": 1, "metric": "fast"}})
     assert r.status_code == 422 and "metric" in str(r.json()["detail"])
+    c.app.state.amoeba.search_log.flush()
     with c.app.state.amoeba.db.session() as s:  # the infeasible query is recorded, with its timing
         rows = s.scalars(select(Search)).all()
         assert len(rows) == 1 and rows[0].feasible is False and rows[0].duration_ms > 0
@@ -106,7 +105,7 @@ def test_pareto_route(full_client: Any) -> None:
     pts = r.json()["points"]
     assert len(pts) >= 2
     lat = [p["latency_ms"] for p in pts]
-    acc = [p["accuracy"] for p in pts]
+    acc = [p["accuracy_score"] for p in pts]
     assert lat == sorted(lat) and acc == sorted(acc)  # faster → less accurate along the front
     assert c.get("/v1/devices/dev1/pareto", params={"engine": "torch", "workload": "b1-p1-g8"}).status_code == 404
 
@@ -218,10 +217,10 @@ def test_optuna_search_matches_exhaustive(full_client: Any) -> None:
     c.post("/v1/search", json=_query(2.5))
     _drain(c)
     exact = c.post("/v1/search", json=_query(2.5)).json()
-    state.settings = state.settings.model_copy(update={"search_method": "optuna", "search_trials": 24})
+    state.settings = state.search.settings = state.settings.model_copy(update={"search_method": "optuna", "search_trials": 24})
     tuned = c.post("/v1/search", json=_query(2.5))
     assert tuned.status_code == 200, tuned.text
-    assert tuned.json()["shape"] == exact["shape"] and tuned.json()["accuracy"] == pytest.approx(exact["accuracy"])
+    assert tuned.json()["shape"] == exact["shape"] and tuned.json()["accuracy_score"] == pytest.approx(exact["accuracy_score"])
     import optuna
 
     names = [s.study_name for s in optuna.get_all_study_summaries(state.settings.optuna_url())]
