@@ -59,21 +59,23 @@ def select_table(paths: list[Path], engine: str | None, workload: str | None, de
     raise ConfigError(f"{what} {want} (tables: {have}); narrow it with --engine / --workload / --device")
 
 
-def check_table_model(table: ProfileTable, info: ModelInfo) -> None:
-    """Refuse a table measured for a model of other dimensions than the checkpoint's."""
-    diffs = [f"{k} {getattr(table.model, k)} vs {getattr(info, k)}" for k in MODEL_FIELDS if getattr(table.model, k) != getattr(info, k)]
-    if diffs:
-        raise ConfigError(f"the profile table was measured for another model ({'; '.join(diffs)} in the checkpoint)")
+def check_table_model(table: ProfileTable, info: ModelInfo, config_sha256: str | None = None) -> None:
+    """Refuse a table measured for another model than the checkpoint's (``ModelMismatch`` names both)."""
+    from core.search.pipeline import ModelFingerprint, check_model
+    from server.services.profiles import table_fingerprint
+
+    check_model(table_fingerprint(table), ModelFingerprint.of(info, config_sha256))
 
 
 def latency_source(paths: list[Path], engine: str | None, workload: str | None, device: str | None, predictor: Path | None) -> LatencySource:
     """Select the table and fit (or load) its ``LatencyPredictor``; a loaded predictor must belong to that table."""
     from profilers.predictor.model import LatencyPredictor
+    from server.services.latency import fit_predictor
 
     table = select_table(paths, engine, workload, device)
     sha = table.content_sha256()
     if predictor is None:
-        return LatencySource(table, LatencyPredictor.fit(table), sha)
+        return LatencySource(table, fit_predictor(table)[0], sha)
     pred = LatencyPredictor.load(predictor)
     if pred.state.table_sha256 != sha:
         raise ConfigError(f"predictor {predictor} was fitted on another table (sha256 {pred.state.table_sha256[:12]}…, table {sha[:12]}…)")
@@ -111,12 +113,14 @@ def _run(ctx: typer.Context, **kw: Any) -> None:
     import optuna
     import torch
 
-    from core.search.answer import answer_query
     from core.search.metrics import MetricSettings
     from core.search.optuna_search import OptunaConfig
+    from core.search.pipeline import ModelFingerprint, Query, SearchContext, run_query
     from core.search.query import Budget
     from core.search.session import AccuracySettings, open_accuracy
     from core.search.shapes import GroupedSpace, LatencyView, UniformSpace
+    from server.runtime import read_identity
+    from server.services.profiles import table_fingerprint
 
     worker = ctx.info_name == "search-worker"
     if worker and (kw["storage"] is None or kw["study"] is None):
@@ -130,16 +134,17 @@ def _run(ctx: typer.Context, **kw: Any) -> None:
     method = "optuna" if worker or kw["storage"] is not None else kw["method"]
     if method == "auto":
         method = "exhaustive" if kw["groups"] == 1 else "optuna"
-    if method not in ("exhaustive", "optuna"):
-        raise ConfigError(f"--method must be auto, exhaustive or optuna, got {method!r}")
-    budget = Budget(kw["budget_ms"], kw["metric"], kw["memory_mb"])
+    if method not in ("exhaustive", "optuna", "nsga2", "index"):
+        raise ConfigError(f"--method must be auto, exhaustive, optuna, nsga2 or index, got {method!r}")
+    limits = tuple((k, kw[k]) for k in ("ttft_ms", "e2e_ms", "tpot_ms") if kw.get(k) is not None)
+    budget = Budget(kw["budget_ms"], kw["metric"], kw["memory_mb"], limits)
     optuna_cfg = OptunaConfig(n_trials=kw["trials"], seed=kw["seed"], storage=kw["storage"], study_name=kw["study"])
     lat = latency_source(kw["table"], kw["engine"], kw["workload"], kw["device"], kw["predictor"])
     torch.set_num_threads(kw["threads"])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ms = MetricSettings(window=kw["window"], max_windows=kw["max_windows"], batch_size=kw["batch_size"], calib_text=kw["calib_text"])
+    ms = MetricSettings(window=kw["window"], max_windows=kw["max_windows"] or None, batch_size=kw["batch_size"], calib_text=kw["calib_text"])
     ckpt, table = open_accuracy(AccuracySettings(kw["checkpoint"], kw["accuracy_metric"], kw["accuracy_cache"], ms))
-    check_table_model(lat.table, ckpt.elastic.info)
+    checkpoint_model = ModelFingerprint.of(ckpt.elastic.info, read_identity(Path(ckpt.path)).fingerprint.config_sha256)
     base = ckpt.strategy.space
     space = UniformSpace(base) if kw["groups"] == 1 else GroupedSpace(base, kw["groups"])
     attrs = {"checkpoint_sha256": ckpt.checkpoint_sha256, "accuracy_metric": table.metric.name, "accuracy_data_sha256": table.metric.data_sha256,
@@ -150,10 +155,11 @@ def _run(ctx: typer.Context, **kw: Any) -> None:
         def on_step(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total, info=f"{table.evaluations} evaluated")
 
-        ans = answer_query(space, LatencyView(lat.model), table, budget, method=method, optuna=optuna_cfg,  # type: ignore[arg-type]
-                           k_neighbours=kw["neighbours"], attrs=attrs, on_step=on_step)
+        sctx = SearchContext(space, lambda: LatencyView(lat.model), table, evaluate=True, profile_model=table_fingerprint(lat.table),
+                            checkpoint_model=checkpoint_model, attrs=attrs, on_step=on_step)
+        ans = run_query(sctx, Query(budget, kw["objective"], method, kw["neighbours"], optuna_cfg if method in ("optuna", "nsga2") else None))
     doc = {"answer": ans.to_dict(), "checkpoint": str(ckpt.path), **attrs, "device": lat.table.device.name, "engine": lat.table.engine.name,
-           "workload": lat.table.workload, "accuracy_higher_is_better": True, "optuna": asdict(optuna_cfg) if method == "optuna" else None}
+           "workload": lat.table.workload, "accuracy_higher_is_better": True, "optuna": asdict(optuna_cfg) if method in ("optuna", "nsga2") else None}
     if kw["json_out"] is not None:
         from core.atomic import write_json
 
@@ -177,6 +183,10 @@ def search_cmd(
     budget_ms: Annotated[float, typer.Option(help="Latency budget in milliseconds.")],
     metric: Annotated[str, typer.Option(help="Budgeted latency: tpot, ttft or e2e (= ttft + (gen_len - 1) * tpot).")] = "tpot",
     memory_mb: Annotated[Optional[float], typer.Option(help="Peak memory budget in MB.")] = None,
+    ttft_ms: Annotated[Optional[float], typer.Option(help="Also bound the time to first token (ms).")] = None,
+    e2e_ms: Annotated[Optional[float], typer.Option(help="Also bound the end-to-end latency (ms).")] = None,
+    tpot_ms: Annotated[Optional[float], typer.Option(help="Also bound the time per output token (ms).")] = None,
+    objective: Annotated[str, typer.Option(help="accuracy, or memory_latency (needs --memory-mb; ties go to less memory).")] = "accuracy",
     engine: Annotated[Optional[str], typer.Option(help="Use the table of this engine.")] = None,
     workload: Annotated[Optional[str], typer.Option(help="Use the table of this workload, e.g. b1-p128-g64.")] = None,
     device: Annotated[Optional[str], typer.Option(help="Use the table of this device.")] = None,
@@ -184,10 +194,11 @@ def search_cmd(
     accuracy_cache: Annotated[Path, typer.Option(help="Accuracy cache file (JSON), shared with amoeba accuracy.")] = DEFAULT_CACHE,
     accuracy_metric: Annotated[str, typer.Option(help="ppl (accuracy = -ln ppl) or mc:<task>.")] = "ppl",
     calib_text: Annotated[Optional[Path], typer.Option(help="Calibration text for ppl (default: calibration.txt of the checkpoint).")] = None,
-    window: Annotated[int, typer.Option(help="ppl window in tokens.")] = 256,
-    max_windows: Annotated[Optional[int], typer.Option(help="ppl: score only the first N windows.")] = None,
+    window: Annotated[int, typer.Option(help="ppl window in tokens (the service's default: AMOEBA_CALIB_WINDOW).")] = 128,
+    max_windows: Annotated[Optional[int], typer.Option(help="ppl: score only the first N windows (the service's default, AMOEBA_CALIB_MAX_WINDOWS; "
+                                                             "0 = the whole text).")] = 8,
     batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 4,
-    method: Annotated[str, typer.Option(help="auto (exhaustive for uniform shapes, optuna for --groups > 1), exhaustive or optuna.")] = "auto",
+    method: Annotated[str, typer.Option(help="auto (exhaustive for uniform shapes, optuna for --groups > 1), exhaustive, index, optuna or nsga2.")] = "auto",
     groups: Annotated[int, typer.Option(help="Layer groups with their own widths (1 = uniform shapes).")] = 1,
     trials: Annotated[int, typer.Option(help="Optuna trials (per worker).")] = 64,
     seed: Annotated[Optional[int], typer.Option(help="Optuna sampler seed.")] = 0,

@@ -84,7 +84,7 @@ class ModelMismatch(ConfigError):
 
     def __init__(self, profile: ModelFingerprint, checkpoint: ModelFingerprint, what: str = "the profile table") -> None:
         diffs = "; ".join(profile.differences(checkpoint))
-        super().__init__(f"{what} was measured for model [{profile.describe()}], the checkpoint is [{checkpoint.describe()}] ({diffs})")
+        super().__init__(f"{what} was measured for another model: {profile.describe()!r}, the checkpoint is {checkpoint.describe()!r} ({diffs})")
         self.profile, self.checkpoint = profile, checkpoint
 
 

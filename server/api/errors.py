@@ -66,14 +66,15 @@ def validation_response(exc: RequestValidationError) -> JSONResponse:
     return JSONResponse({"detail": (f"{field}: {msg}" if field else msg) + more, "field": field}, status_code=422)
 
 
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path (Starlette answers only the first matching route's)."""
-    methods: set[str] = set()
-    for route in request.app.routes:
-        regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(request.url.path) and getattr(route, "methods", None):
-            methods |= set(route.methods)
-    return sorted(methods)
+    from starlette.routing import Match
+
+    scope = {k: v for k, v in request.scope.items() if k not in ("endpoint", "route", "path_params")}
+    return [m for m in HTTP_METHODS if any(r.matches({**scope, "method": m})[0] == Match.FULL for r in request.app.router.routes)]
 
 
 def install_error_handler(app: FastAPI) -> None:

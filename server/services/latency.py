@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from profilers.predictor.model import LatencyPredictor
+    from profilers.table import ProfileTable
 
 from server.db.models import Device, Engine, PredictorFit, Profile, Workload
 from server.db.session import Database
@@ -11,10 +17,18 @@ from server.errors import NotFound
 from server.services.profiles import profile_table
 
 
-def refit(db: Database, profile_id: int) -> PredictorFit:
-    """Fit the predictor on profile ``profile_id`` and store it (the ``refit`` job handler). Idempotent."""
+def fit_predictor(table: ProfileTable) -> tuple[LatencyPredictor, bool]:
+    """The predictor of ``table`` as the service fits it (also ``amoeba search``): rows measured on a busy machine
+    are used only when there are too few uncontended ones. Returns (predictor, whether busy rows were used)."""
     from profilers.predictor.model import MIN_ROWS, LatencyPredictor
 
+    busy = sum(r.busy for r in table.rows)
+    includes_busy = len(table.rows) - busy < MIN_ROWS <= len(table.rows)
+    return LatencyPredictor.fit(table, include_busy=includes_busy), includes_busy
+
+
+def refit(db: Database, profile_id: int) -> PredictorFit:
+    """Fit the predictor on profile ``profile_id`` and store it (the ``refit`` job handler). Idempotent."""
     with db.session() as s:
         prof = s.get(Profile, profile_id)
         if prof is None:
@@ -23,9 +37,7 @@ def refit(db: Database, profile_id: int) -> PredictorFit:
         if existing is not None:
             return existing
         table = profile_table(prof)
-    busy = sum(r.busy for r in table.rows)
-    includes_busy = len(table.rows) - busy < MIN_ROWS <= len(table.rows)
-    pred = LatencyPredictor.fit(table, include_busy=includes_busy)
+    pred, includes_busy = fit_predictor(table)
     held_out = pred.held_out("tpot_ms")
     with db.session() as s:
         prof = s.get_one(Profile, profile_id)

@@ -121,7 +121,8 @@ def test_table_of_another_model_is_refused(env: dict[str, Path], tmp_path: Path)
     info = ModelInfo(**{**opened.elastic.info.to_dict(), "intermediate_size": 256})
     t = write_table(tmp_path / "big.json", info, ShapeSpace(4, 2, (1.0, 0.5)))
     code, _, output = _run("search", "--checkpoint", env["ckpt"], "--table", t, "--accuracy-cache", env["cache"], *ACC, "--budget-ms", "3")
-    assert code == 2 and "measured for another model (intermediate_size 256 vs 128" in output
+    assert code == 2 and "measured for another model" in output and "(intermediate_size 256 vs 128)" in output
+    assert "ffn256" in output and "ffn128" in output  # both models named
 
 
 @pytest.mark.parametrize(
@@ -129,7 +130,7 @@ def test_table_of_another_model_is_refused(env: dict[str, Path], tmp_path: Path)
     [
         (["--metric", "latency"], "budget metric must be one of tpot, ttft, e2e"),
         (["--budget-ms", "-1"], "latency budget must be a positive number"),
-        (["--method", "random"], "--method must be auto, exhaustive or optuna"),
+        (["--method", "random"], "--method must be auto, exhaustive, optuna, nsga2 or index"),
         (["--groups", "3"], "3 layer groups need min_layers >= 3"),
     ],
 )
