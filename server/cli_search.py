@@ -132,9 +132,9 @@ def _run(ctx: typer.Context, **kw: Any) -> None:
     if kw["json_out"] is not None and kw["json_out"].is_dir():
         raise ConfigError(f"--json-out {kw['json_out']} is a directory")
     method = "optuna" if worker or kw["storage"] is not None else kw["method"]
-    if method == "auto":
-        method = "exhaustive" if kw["groups"] == 1 else "optuna"
-    if method not in ("exhaustive", "optuna", "nsga2", "index"):
+    if method == "auto":  # uniform shapes: the pipeline's choice (the index once every accuracy is known, else exhaustive)
+        method = "auto" if kw["groups"] == 1 else "optuna"
+    if method not in ("auto", "exhaustive", "optuna", "nsga2", "index"):
         raise ConfigError(f"--method must be auto, exhaustive, optuna, nsga2 or index, got {method!r}")
     limits = tuple((k, kw[k]) for k in ("ttft_ms", "e2e_ms", "tpot_ms") if kw.get(k) is not None)
     budget = Budget(kw["budget_ms"], kw["metric"], kw["memory_mb"], limits)
