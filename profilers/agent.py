@@ -17,6 +17,8 @@ from profilers.table import ProfileRow, ProfileTable
 from profilers.workload import Workload
 
 OnRow = Callable[[int, ProfileRow], None]
+#: ``on_progress(done, total, shape_key)`` after every single measurement (shapes × rounds × passes)
+OnProgress = Callable[[int, int, str], None]
 
 
 def require_available(profiler: Profiler) -> None:
@@ -26,31 +28,37 @@ def require_available(profiler: Profiler) -> None:
 
 
 def run_profile(profiler: Profiler, source: ModelSource, shapes: list[SubnetSpec], workload: Workload, *,
-                device_name: str | None = None, command: str = "", on_row: OnRow | None = None) -> ProfileTable:
-    """Measure every shape (in order) and return the table; ``on_row(i, row)`` after each shape."""
+                device_name: str | None = None, command: str = "", on_row: OnRow | None = None,
+                on_progress: OnProgress | None = None) -> ProfileTable:
+    """Measure every shape by the shared protocol (``profilers.protocol``) and return the table.
+
+    ``on_progress`` after every measurement; ``on_row(i, row)`` for each finished row (rounds interleave the
+    shapes, so rows finish together at the end).
+    """
+    from profilers.protocol import measure_shapes
+
     require_available(profiler)
     profiler.check_workload(workload)
     engine = profiler.engine_facts(workload)
     rec = FactsRecorder(device_name, profiler.settings.threads)
     rec.start()
-    rows = []
-    for i, spec in enumerate(shapes):
-        row = profiler.measure(source, spec, workload)
-        rows.append(row)
+    m = measure_shapes(profiler, source, shapes, workload, on_progress=on_progress)
+    for i, row in enumerate(m.rows):
         if on_row:
             on_row(i, row)
     now = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
-    return ProfileTable(device=rec.finish(), engine=engine, workload=workload.key, model=source.facts(), rows=rows,
-                        created_at=now, command=command)
+    device = rec.finish().model_copy(update={"cpu_affinity": m.protocol.cpu_affinity})
+    return ProfileTable(device=device, engine=engine, workload=workload.key, model=source.facts(), rows=m.rows,
+                        created_at=now, command=command, protocol=m.protocol, noise_floor=m.noise_floor)
 
 
 def relative_cost(source: ModelSource, spec: SubnetSpec) -> float:
     """Parameter count of ``spec`` relative to the full model (embeddings and head included)."""
     i, m = source.info, source.facts()
-    kv, ffn = source.kept(spec)
+    d = source.dims(spec)
     const = 2 * i.vocab_size * i.hidden_size
-    full = const + i.num_layers * (attn_params(m, i.num_kv_heads) + mlp_params(m, i.intermediate_size))
-    return (const + spec.num_layers * (attn_params(m, kv) + mlp_params(m, ffn))) / full
+    full = const + i.num_layers * (attn_params(m, i.num_kv_heads, i.num_heads) + mlp_params(m, i.intermediate_size))
+    return (const + spec.num_layers * (attn_params(m, d.kv_groups, d.q_heads) + mlp_params(m, d.ffn_channels))) / full
 
 
 @dataclass(frozen=True)
@@ -66,22 +74,23 @@ class DryRun:
 def dry_run(profiler: Profiler, source: ModelSource, shapes: list[SubnetSpec], workload: Workload) -> DryRun:
     """Measure the costliest listed shape once (no warm-up, one repetition), then extrapolate:
 
-    ``G = ttft + (gen_len - 1)·tpot`` of the probe, ``B = probe wall time - G`` (build / load / compile), and
-    ``estimate = Σ_shapes cost(shape)/cost(probe) · (B + (warmup + repetitions)·G)``, with ``cost`` the parameter
-    count (``relative_cost``). Busy re-measurements are not included.
+    ``G = ttft + (gen_len - 1)·tpot`` of the probe, ``B = probe wall time - G`` (prepare / load / compile), and
+    ``estimate = Σ_shapes cost(shape)/cost(probe) · (B + passes·rounds·(warmup + repetitions)·G)``, with ``cost`` the
+    parameter count (``relative_cost``); the per-round re-open is counted in ``B``. Busy re-measurements are not included.
     """
     from dataclasses import replace
 
     require_available(profiler)
     profiler.check_workload(workload)
     probe = max(shapes, key=lambda s: relative_cost(source, s))
-    quick = type(profiler)(replace(profiler.settings, warmup=0, repetitions=1, busy_retries=0, busy_policy="mark"))
+    quick = type(profiler)(replace(profiler.settings, warmup=0, repetitions=1, busy_retries=0, busy_policy="mark", rounds=1, passes=1))
     t0 = time.perf_counter()
     row = quick.measure(source, probe, workload)
     probe_s = time.perf_counter() - t0
     gen_s = (row.ttft_ms.median + (workload.gen_len - 1) * row.tpot_ms.median) / 1e3
     build_s = max(0.0, probe_s - gen_s)
-    gens = profiler.settings.warmup + profiler.settings.repetitions
+    st = profiler.settings
+    visits = st.passes * st.rounds
     p_cost = relative_cost(source, probe)
-    est = sum(relative_cost(source, s) / p_cost * (build_s + gens * gen_s) for s in shapes)
+    est = sum(relative_cost(source, s) / p_cost * visits * (build_s + (st.warmup + st.repetitions) * gen_s) for s in shapes)
     return DryRun(list(shapes), probe, probe_s, est)

@@ -103,11 +103,17 @@ class FactsRecorder:
 
 @dataclass
 class CpuMonitor:
-    """How many cores *other* processes kept busy while we measured (system busy time minus our own CPU time)."""
+    """How many cores *other* processes kept busy while we measured (system busy time minus our own CPU time).
 
+    ``cpus``: also measure how much of *those* CPUs (the ones we are pinned to) others used (``on_ours``).
+    """
+
+    cpus: tuple[int, ...] | None = None
     _t0: float = 0.0
     _sys0: Any = None
+    _per0: Any = None
     _own0: float = 0.0
+    on_ours: float = 0.0
 
     @staticmethod
     def _sys_busy(ct: Any) -> float:
@@ -120,24 +126,37 @@ class CpuMonitor:
         t = psutil.Process().cpu_times()
         return float(t.user + t.system + t.children_user + t.children_system)
 
+    def _ours(self) -> float:
+        import psutil
+
+        if not self.cpus:
+            return 0.0
+        per = psutil.cpu_times(percpu=True)
+        return sum(self._sys_busy(per[i]) for i in self.cpus if i < len(per))
+
     def start(self) -> None:
         import psutil
 
         self._t0, self._sys0, self._own0 = time.perf_counter(), psutil.cpu_times(), self._own()
+        self._per0 = self._ours()
 
     def stop(self) -> float:
-        """Average number of cores used by other processes since ``start()``."""
+        """Average number of cores used by other processes since ``start()`` (and sets ``on_ours``)."""
         import psutil
 
         wall = max(time.perf_counter() - self._t0, 1e-6)
-        others = self._sys_busy(psutil.cpu_times()) - self._sys_busy(self._sys0) - (self._own() - self._own0)
+        own = self._own() - self._own0
+        others = self._sys_busy(psutil.cpu_times()) - self._sys_busy(self._sys0) - own
+        if self.cpus:
+            self.on_ours = round(max(0.0, (self._ours() - self._per0 - own) / wall), 3)
         return round(max(0.0, others / wall), 3)
 
 
-def is_busy(contention: float, threads: int, tolerance: float) -> bool:
-    """Busy when other processes needed more cores than the ones our ``threads`` left free."""
+def is_busy(contention: float, threads: int, tolerance: float, on_ours: float = 0.0) -> bool:
+    """Busy when other processes needed more cores than the ones our ``threads`` left free, or used more than
+    ``tolerance`` of the CPUs we are pinned to (``on_ours``)."""
     free = max(0, (os.cpu_count() or 1) - threads)
-    return contention > free + tolerance
+    return contention > free + tolerance or on_ours > tolerance
 
 
 def reset_peak_rss() -> bool:

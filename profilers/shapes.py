@@ -13,12 +13,15 @@ from profilers.source import ModelSource
 
 @dataclass(frozen=True)
 class GridOptions:
-    """Depth from ``min_layers`` to L every ``depth_step`` (L always kept), widths from the ladder, at most ``max_shapes``."""
+    """Depth from ``min_layers`` to L every ``depth_step`` (L always kept), MLP widths from ``widths``, attention
+    widths from ``attn_widths`` (``None``: the source's attention ladder — its strategy's, else what its unit count
+    allows, ``ModelSource.attn_ladder``), at most ``max_shapes``."""
 
     min_layers: int = 1
     widths: tuple[float, ...] = DEFAULT_WIDTHS
     depth_step: int = 1
     max_shapes: int | None = None
+    attn_widths: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.min_layers < 1 or self.depth_step < 1:
@@ -26,6 +29,8 @@ class GridOptions:
         if self.max_shapes is not None and self.max_shapes < 1:
             raise ConfigError(f"--max-shapes must be >= 1, got {self.max_shapes}")
         object.__setattr__(self, "widths", parse_widths(self.widths))
+        if self.attn_widths is not None:
+            object.__setattr__(self, "attn_widths", parse_widths(self.attn_widths))
 
 
 def thin(shapes: list[SubnetSpec], n: int) -> list[SubnetSpec]:
@@ -48,7 +53,8 @@ def grid_shapes(source: ModelSource, opts: GridOptions) -> list[SubnetSpec]:
     depths = list(range(top, opts.min_layers - 1, -opts.depth_step))
     if depths[-1] != opts.min_layers:
         depths.append(opts.min_layers)
-    shapes = [SubnetSpec(n, a, f) for n in depths for a in opts.widths for f in opts.widths]
+    attn = opts.attn_widths if opts.attn_widths is not None else source.attn_ladder()
+    shapes = [SubnetSpec(n, a, f) for n in depths for a in attn for f in opts.widths]
     return thin(shapes, opts.max_shapes) if opts.max_shapes else shapes
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from core.atomic import atomic_write_text
 from core.errors import ConfigError
 from core.spec import SubnetSpec
+from profilers.dims import ShapeDims
 from profilers.errors import TableError
 from profilers.workload import Workload
 
@@ -27,12 +28,21 @@ class _Strict(BaseModel):
 
 
 class Stat(_Strict):
-    """Repeated timing in milliseconds: median, 90th percentile, standard deviation, repetitions."""
+    """Repeated timing in milliseconds: median, 90th percentile, standard deviation, repetitions.
+
+    Measured with interleaved rounds (``profilers.protocol``): ``median`` is the median of the round medians,
+    ``p90`` / ``std`` are over all timed repetitions, ``rounds`` the number of rounds, ``mad_pct`` the median
+    absolute deviation of the round medians relative to ``median`` (the spread), ``pass_medians`` the value of
+    each separate pass (test–retest). The last three are ``None`` in tables written without rounds.
+    """
 
     median: float = Field(gt=0)
     p90: float = Field(gt=0)
     std: float = Field(ge=0)
     repetitions: int = Field(ge=1)
+    rounds: int | None = Field(default=None, ge=1)
+    mad_pct: float | None = Field(default=None, ge=0)
+    pass_medians: list[float] | None = None
 
     @model_validator(mode="after")
     def _p90_not_below_median(self) -> Stat:
@@ -56,6 +66,8 @@ class DeviceFacts(_Strict):
     load_avg_start: tuple[float, float, float]
     load_avg_end: tuple[float, float, float]
     os: str = ""
+    #: CPUs the measuring process was pinned to (``None``: not recorded)
+    cpu_affinity: list[int] | None = None
 
 
 class EngineFacts(_Strict):
@@ -85,17 +97,26 @@ class ModelFacts(_Strict):
 
 
 class ProfileRow(_Strict):
-    """One measured shape. ``busy``: other processes competed for the CPU (``contention`` = their cores in use)."""
+    """One measured shape. ``busy``: other processes competed for the CPU (``contention`` = their cores in use).
+
+    ``kv_groups`` = KV heads kept per layer; ``q_heads`` = query heads kept per layer (``None``: the KV groups' full
+    complement, ``kv_groups × group_size``, as in tables written before query-head attention units).
+    """
 
     shape: str
     num_layers: int = Field(ge=1)
     kv_groups: int = Field(ge=1)
     ffn_channels: int = Field(ge=1)
+    q_heads: int | None = Field(default=None, ge=1)
     ttft_ms: Stat
     tpot_ms: Stat
     peak_mem_mb: float | None = Field(default=None, ge=0)
     busy: bool = False
     contention: float | None = Field(default=None, ge=0)
+    #: wall seconds this shape cost to measure (preparing, opening, warm-ups and timed generations of every round)
+    measure_s: float | None = Field(default=None, ge=0)
+    #: rounds that were contended and measured again
+    remeasured: int = Field(default=0, ge=0)
 
     @field_validator("shape")
     @classmethod
@@ -115,6 +136,46 @@ class ProfileRow(_Strict):
     def spec(self) -> SubnetSpec:
         return SubnetSpec.parse(self.shape)
 
+    def dims(self) -> ShapeDims:
+        """What was built (``q_heads`` as stored, possibly ``None``)."""
+        return ShapeDims(self.num_layers, self.kv_groups, self.ffn_channels, self.q_heads)
+
+
+class ProtocolFacts(_Strict):
+    """How the table was measured (``profilers.protocol``)."""
+
+    passes: int = Field(ge=1)
+    rounds_per_pass: int = Field(ge=1)
+    warmup: int = Field(ge=0)
+    repetitions: int = Field(ge=1)
+    threads: int = Field(ge=1)
+    cpu_affinity: list[int] | None = None
+    statistic: str = "median of round medians"
+    order: str = "rotated by one shape per round"
+    busy_policy: str = "mark"
+    busy_retries: int = Field(default=1, ge=0)
+    busy_tolerance: float = 0.25
+    remeasured_rounds: int = Field(default=0, ge=0)
+    wall_s: float = Field(default=0.0, ge=0)
+
+
+class FloorStat(_Strict):
+    """Test–retest agreement of one quantity over the shapes: |pass A − pass B| relative to their mean."""
+
+    median_abs_delta_pct: float = Field(ge=0)
+    p90_abs_delta_pct: float = Field(ge=0)
+    within_5pct: float = Field(ge=0, le=1)
+    within_10pct: float = Field(ge=0, le=1)
+    n: int = Field(ge=1)
+
+
+class NoiseFloor(_Strict):
+    """The table's test–retest noise floor: the same shapes in two separate passes (first vs second half of the passes)."""
+
+    ttft_ms: FloorStat
+    tpot_ms: FloorStat
+    method: str = "per shape: |median of pass A - median of pass B| / their mean; passes measured apart in time"
+
 
 class ProfileTable(_Strict):
     """A latency profile: schema version, facts, the workload key and one row per shape (unique)."""
@@ -127,6 +188,8 @@ class ProfileTable(_Strict):
     rows: list[ProfileRow] = Field(min_length=1)
     created_at: str = ""
     command: str = ""
+    protocol: ProtocolFacts | None = None
+    noise_floor: NoiseFloor | None = None
 
     @field_validator("workload")
     @classmethod
@@ -147,6 +210,11 @@ class ProfileTable(_Strict):
                 raise ValueError(f"rows.{i}.num_layers: {r.num_layers} exceeds the model's {self.model.num_layers} layers")
             if r.kv_groups > self.model.num_kv_heads:
                 raise ValueError(f"rows.{i}.kv_groups: {r.kv_groups} exceeds the model's {self.model.num_kv_heads} KV heads")
+            if r.q_heads is not None:
+                if r.q_heads > self.model.num_heads:
+                    raise ValueError(f"rows.{i}.q_heads: {r.q_heads} exceeds the model's {self.model.num_heads} query heads")
+                if r.q_heads % r.kv_groups:
+                    raise ValueError(f"rows.{i}.q_heads: {r.q_heads} query heads cannot be shared evenly by {r.kv_groups} KV heads")
             if r.ffn_channels > self.model.intermediate_size:
                 raise ValueError(f"rows.{i}.ffn_channels: {r.ffn_channels} exceeds intermediate_size {self.model.intermediate_size}")
         return self

@@ -1,7 +1,8 @@
-"""The shared timing protocol: warm-up, timed repetitions of prefill + KV-cached decode, contention check.
+"""Timing one generation: our own prefill + KV-cached decode loop over a ``Runner``, and peak RSS per shape.
 
-TTFT of one repetition = prefill of the prompt up to the first sampled token; TPOT = the remaining
-``gen_len - 1`` cached decode steps divided by their count. Each statistic is over repetitions.
+TTFT of one generation = prefill of the prompt up to the first sampled token; TPOT = the remaining
+``gen_len - 1`` cached decode steps divided by their count. Warm-up, rounds, statistics and busy handling
+are ``profilers.protocol``.
 """
 
 from __future__ import annotations
@@ -11,12 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from profilers.base import MeasureSettings
-from profilers.errors import MachineBusyError
-from profilers.facts import CpuMonitor, is_busy, reset_peak_rss, rss_mb, trim_heap
-from profilers.stats import summarise
-from profilers.table import Stat
-from profilers.workload import Workload
+from profilers.facts import reset_peak_rss, rss_mb, trim_heap
 
 
 class Runner(Protocol):
@@ -29,14 +25,6 @@ class Runner(Protocol):
     def sync(self) -> None:
         """Wait for queued device work (no-op on CPU)."""
         ...
-
-
-@dataclass
-class Timing:
-    ttft_ms: Stat
-    tpot_ms: Stat
-    busy: bool
-    contention: float
 
 
 class RssProbe:
@@ -75,32 +63,15 @@ def one_generation(runner: Runner, gen_len: int) -> tuple[float, float]:
     return (t1 - t0) * 1e3, (t2 - t1) * 1e3 / (gen_len - 1)
 
 
-def time_generations(generate: Callable[[], tuple[float, float]], settings: MeasureSettings, *, what: str = "shape") -> Timing:
-    """Call ``generate() -> (ttft_ms, tpot_ms)`` for warm-up and timed repetitions; when other processes competed
-    for the CPU, re-measure up to ``busy_retries`` times, then mark the result busy or refuse (``busy_policy``)."""
-    busy, contention = False, 0.0
-    ttft: list[float] = []
-    tpot: list[float] = []
-    for _attempt in range(settings.busy_retries + 1):
-        for _ in range(settings.warmup):
-            generate()
-        mon = CpuMonitor()
-        mon.start()
-        ttft, tpot = [], []
-        for _ in range(settings.repetitions):
-            a, b = generate()
-            ttft.append(a)
-            tpot.append(b)
-        contention = mon.stop()
-        busy = is_busy(contention, settings.threads, settings.busy_tolerance)
-        if not busy:
-            break
-    if busy and settings.busy_policy == "refuse":
-        raise MachineBusyError(f"{what}: other processes used {contention:.2f} cores during the measurement "
-                               f"(only {settings.busy_tolerance:+.2f} over the free cores is tolerated); retry on an idle machine")
-    return Timing(summarise(ttft), summarise(tpot), busy, contention)
+@dataclass
+class FnSession:
+    """A ``profilers.base.Session`` from two callables (engines that time themselves, e.g. from reported metrics)."""
 
+    gen: Callable[[], tuple[float, float]]
+    mem: Callable[[], float | None]
 
-def time_runner(runner: Runner, workload: Workload, settings: MeasureSettings, *, what: str = "shape") -> Timing:
-    """``time_generations`` over our own prefill + KV-cached decode loop of ``runner``."""
-    return time_generations(lambda: one_generation(runner, workload.gen_len), settings, what=what)
+    def generate(self) -> tuple[float, float]:
+        return self.gen()
+
+    def peak_mem_mb(self) -> float | None:
+        return self.mem()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+from collections.abc import Iterator
 from typing import Any
 
 from core.spec import SubnetSpec
-from profilers.base import Profiler
+from profilers.base import Profiler, Session
 from profilers.errors import ProfilerUnavailable
 from profilers.source import ModelSource
-from profilers.table import EngineFacts, ProfileRow
-from profilers.timing import RssProbe, time_runner
+from profilers.table import EngineFacts
+from profilers.timing import RssProbe, one_generation
 from profilers.workload import Workload
 
 _TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -76,12 +78,12 @@ class TorchProfiler(Profiler):
             flags["cuda"] = str(torch.version.cuda)
         return EngineFacts(name=self.name, version=torch.__version__, dtype=workload.dtype, device=self._device(), build_flags=flags)
 
-    def measure(self, source: ModelSource, spec: SubnetSpec, workload: Workload) -> ProfileRow:
+    @contextlib.contextmanager
+    def open(self, source: ModelSource, spec: SubnetSpec, workload: Workload, prepared: Any) -> Iterator[Session]:
         import torch
 
         self.check_workload(workload)
         device = self._device()
-        kv, ffn = source.kept(spec)
         prev_threads = torch.get_num_threads()
         torch.set_num_threads(self.settings.threads)
         try:
@@ -92,14 +94,20 @@ class TorchProfiler(Profiler):
             model: Any = source.build_torch(spec, getattr(torch, _TORCH_DTYPES[workload.dtype]))
             model = model.to(device)
             probe.rearm()
-            timing = time_runner(_TorchRunner(model, workload, device), workload, self.settings, what=f"torch {spec.key}")
-            if device.startswith("cuda"):
-                peak: float | None = round(torch.cuda.max_memory_allocated() / 2**20, 2)
-            else:
-                peak = probe.peak_mb()
+            yield _TorchSession(_TorchRunner(model, workload, device), workload, probe, device)
             del model
         finally:
             torch.set_num_threads(prev_threads)
-        return ProfileRow(shape=spec.key, num_layers=spec.num_layers, kv_groups=kv, ffn_channels=ffn,
-                          ttft_ms=timing.ttft_ms, tpot_ms=timing.tpot_ms, peak_mem_mb=peak,
-                          busy=timing.busy, contention=timing.contention)
+
+
+class _TorchSession:
+    def __init__(self, runner: _TorchRunner, workload: Workload, probe: RssProbe, device: str) -> None:
+        self.runner, self.workload, self.probe, self.device = runner, workload, probe, device
+
+    def generate(self) -> tuple[float, float]:
+        return one_generation(self.runner, self.workload.gen_len)
+
+    def peak_mem_mb(self) -> float | None:
+        if self.device.startswith("cuda"):
+            return round(self.runner.torch.cuda.max_memory_allocated() / 2**20, 2)
+        return self.probe.peak_mb()

@@ -24,11 +24,15 @@ from tests.profilers.conftest import table_dict
 def test_grid_depth_step_and_thinning(tiny_base: Path) -> None:
     src = ModelSource.open(tiny_base)
     full = resolve_shapes("grid", src, GridOptions(min_layers=1))
-    assert len(full) == 4 * 16 and full[0] == SubnetSpec(4) and full[-1] == SubnetSpec(1, 0.625, 0.625)
+    # attention widths come from the model's attention ladder (2 KV groups: 1, 1/2), MLP widths from --widths
+    assert src.attn_ladder() == (1.0, 0.5)
+    assert len(full) == 4 * 2 * 4 and full[0] == SubnetSpec(4) and full[-1] == SubnetSpec(1, 0.5, 0.625)
     stepped = resolve_shapes("grid", src, GridOptions(min_layers=1, depth_step=2, widths=(1.0, 0.5)))
     assert sorted({s.num_layers for s in stepped}) == [1, 2, 4] and len(stepped) == 12
     few = resolve_shapes("grid", src, GridOptions(min_layers=2, max_shapes=5))
-    assert len(few) == 5 and few[0] == SubnetSpec(4) and few[-1] == SubnetSpec(2, 0.625, 0.625)
+    assert len(few) == 5 and few[0] == SubnetSpec(4) and few[-1] == SubnetSpec(2, 0.5, 0.625)
+    explicit = resolve_shapes("grid", src, GridOptions(min_layers=4, widths=(1.0,), attn_widths=(1.0, 0.75, 0.5)))
+    assert [s.attn_width for s in explicit] == [1.0, 0.75, 0.5]
     assert thin(full, 1) == [full[0]]
     with pytest.raises(ConfigError, match="exceeds"):
         resolve_shapes("grid", src, GridOptions(min_layers=9))

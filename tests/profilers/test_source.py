@@ -11,6 +11,7 @@ import torch
 from core.errors import ConfigError, UnsupportedModelError
 from core.spec import SubnetSpec
 from profilers.base import MeasureSettings
+from profilers.dims import ShapeDims
 from profilers.registry import get_profiler
 from profilers.source import ModelSource
 from profilers.workload import Workload
@@ -111,3 +112,39 @@ def test_config_shapes_take_the_bias_modules_of_the_models_strategy(tiny_base: P
     assert ModelSource.open(d, bias_modules=["ffn"]).shape_config(SubnetSpec(3, 0.5, 0.5)).mlp_bias
     with pytest.raises(ConfigError, match="bad bias modules"):
         ModelSource.open(d, bias_modules=["mlp"])
+
+
+def test_query_head_unit_is_taken_from_the_strategy_and_shapes_get_the_right_heads(tmp_path: Path) -> None:
+    """A q_head strategy keeps every KV head and prunes query heads inside each group; config-only shapes, rows
+    and exported subnets all say so."""
+    from core.elastic.model import ElasticModel
+    from core.export.writer import export_subnet
+    from core.model.loader import ModelInfo
+    from core.strategy.schema import naive_strategy
+
+    model = make_tiny("llama", layers=4, hidden=64, heads=4, kv=2, inter=128)
+    info = ModelInfo.from_config(model.config)
+    d = tmp_path / "base"
+    model.save_pretrained(str(d))
+    st = naive_strategy(info, "sha", min_layers=2, widths=(1.0, 0.75), attn_widths=(1.0, 0.5), attn_unit="q_head")
+    st.save(d / "strategy")
+    src = ModelSource.open(d)
+    assert src.attn_unit == "q_head" and src.attn_ladder() == (1.0, 0.5)
+    assert src.dims(SubnetSpec(3, 0.5, 0.75)) == ShapeDims(3, 2, 96, 2)
+    cfg = src.shape_config(SubnetSpec(3, 0.5, 0.75))
+    assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.intermediate_size) == (2, 2, 96)
+    kv = ModelSource.open(d, attn_unit="kv_group")
+    assert kv.dims(SubnetSpec(3, 0.5, 0.75)) == ShapeDims(3, 1, 96, 2)
+    assert kv.shape_config(SubnetSpec(3, 0.5, 0.75)).num_key_value_heads == 1
+    with pytest.raises(ConfigError, match="unknown attention unit"):
+        ModelSource.open(d, attn_unit="head")
+    settings = MeasureSettings(warmup=0, repetitions=1, busy_retries=0)
+    for engine in ("torch", "onnxruntime"):
+        row = get_profiler(engine, settings).measure(src, SubnetSpec(3, 0.5, 0.75), Workload(1, 6, 3))
+        assert (row.q_heads, row.kv_groups, row.ffn_channels) == (2, 2, 96)
+    out = tmp_path / "sub"
+    export_subnet(ElasticModel(model, st), "L3-a0.5-f0.75", out)
+    sub = ModelSource.open(out)
+    assert sub.attn_unit == "q_head" and sub.dims(SubnetSpec(3, 0.5, 0.75)) == ShapeDims(3, 2, 96, 2)
+    row = get_profiler("torch", settings).measure(sub, SubnetSpec(3, 0.5, 0.75), Workload(1, 6, 3))
+    assert (row.q_heads, row.kv_groups) == (2, 2)

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import subprocess
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
 from core.spec import SubnetSpec
-from profilers.base import Profiler
+from profilers.base import Profiler, Session
 from profilers.errors import ProfilerUnavailable
 from profilers.plugins.mlc.config import build_plan, completion_kwargs, quantization, usage_latency_ms
 from profilers.source import ModelSource
-from profilers.table import EngineFacts, ProfileRow
-from profilers.timing import time_generations
+from profilers.table import EngineFacts
+from profilers.timing import FnSession
 from profilers.workload import Workload
 
 
@@ -44,29 +45,29 @@ class MlcProfiler(Profiler):
                            quantization=quantization(workload), device=self.settings.device,
                            build_flags={"conv_template": "LM", "context_window_size": str(workload.context_len)})
 
-    def measure(self, source: ModelSource, spec: SubnetSpec, workload: Workload) -> ProfileRow:
+    def prepare(self, source: ModelSource, spec: SubnetSpec, workload: Workload, workdir: Path) -> Any:
+        """Random fp16 weights + MLC's convert / gen_config / compile, once per shape."""
         reason = self.unavailable_reason()
         if reason:
             raise ProfilerUnavailable(f"mlc_llm unavailable: {reason}")
+        self.check_workload(workload)
+        hf = source.write_shape_dir(spec, workdir / "hf", weights=True)
+        plan = build_plan(hf, workdir / "mlc", workload, self.settings.device)
+        for cmd in plan.commands():
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise ConfigError(f"mlc_llm build step failed ({' '.join(cmd[2:4])}): {res.stderr.strip()[-400:]}")
+        return plan
+
+    @contextlib.contextmanager
+    def open(self, source: ModelSource, spec: SubnetSpec, workload: Workload, prepared: Any) -> Iterator[Session]:
         import numpy as np
         from mlc_llm import MLCEngine
 
-        self.check_workload(workload)
-        kv, ffn = source.kept(spec)
-        with tempfile.TemporaryDirectory(prefix="amoeba-mlc-") as tmp:
-            hf = source.write_shape_dir(spec, Path(tmp) / "hf", weights=True)
-            plan = build_plan(hf, Path(tmp) / "mlc", workload, self.settings.device)
-            for cmd in plan.commands():
-                res = subprocess.run(cmd, capture_output=True, text=True)
-                if res.returncode != 0:
-                    raise ConfigError(f"mlc_llm build step failed ({' '.join(cmd[2:4])}): {res.stderr.strip()[-400:]}")
-            engine: Any = MLCEngine(model=str(plan.out_dir), model_lib=str(plan.model_lib), device=self.settings.device, mode="local")
-            try:
-                rng = np.random.default_rng(0)
-                prompt = rng.integers(0, source.info.vocab_size, workload.prompt_len).tolist()
-                timing = time_generations(lambda: usage_latency_ms(engine.completions.create(**completion_kwargs(prompt, workload)).usage),
-                                       self.settings, what=f"mlc_llm {spec.key}")
-            finally:
-                engine.terminate()
-        return ProfileRow(shape=spec.key, num_layers=spec.num_layers, kv_groups=kv, ffn_channels=ffn,
-                          ttft_ms=timing.ttft_ms, tpot_ms=timing.tpot_ms, peak_mem_mb=None, busy=timing.busy, contention=timing.contention)
+        plan = prepared
+        engine: Any = MLCEngine(model=str(plan.out_dir), model_lib=str(plan.model_lib), device=self.settings.device, mode="local")
+        try:
+            prompt = np.random.default_rng(0).integers(0, source.info.vocab_size, workload.prompt_len).tolist()
+            yield FnSession(lambda: usage_latency_ms(engine.completions.create(**completion_kwargs(prompt, workload)).usage), lambda: None)
+        finally:
+            engine.terminate()

@@ -9,22 +9,23 @@ Optional dependency: ``pip install onnxruntime-genai`` (it also needs ``onnx-ir`
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
 from core.spec import SubnetSpec
-from profilers.base import Profiler
+from profilers.base import Profiler, Session
 from profilers.errors import ProfilerUnavailable
 from profilers.source import ModelSource
-from profilers.table import EngineFacts, ProfileRow
-from profilers.timing import RssProbe, time_generations
+from profilers.table import EngineFacts
+from profilers.timing import FnSession, RssProbe
 from profilers.workload import Workload
 
 _PRECISION = {"fp32": "fp32", "fp16": "fp16", "int4": "int4"}
@@ -76,48 +77,48 @@ class OrtGenAiProfiler(Profiler):
                            device=self.settings.device, build_flags={"builder": "onnxruntime_genai.models.builder",
                                                                      "intra_op_threads": str(self.settings.threads)})
 
-    def measure(self, source: ModelSource, spec: SubnetSpec, workload: Workload) -> ProfileRow:
+    def prepare(self, source: ModelSource, spec: SubnetSpec, workload: Workload, workdir: Path) -> Any:
+        """Run the GenAI builder on the shape's HF directory once; returns the ONNX output directory."""
         reason = self.unavailable_reason()
         if reason:
             raise ProfilerUnavailable(f"onnxruntime_genai unavailable: {reason}")
         self.check_workload(workload)
+        hf = source.write_shape_dir(spec, workdir / "hf", weights=True)
+        if not (hf / "tokenizer.json").is_file() and not (hf / "tokenizer.model").is_file():
+            if hf == source.path:
+                raise ConfigError(f"{hf} has no tokenizer; the GenAI builder needs one")
+            write_word_tokenizer(hf, source.info.vocab_size)
+        out = workdir / "onnx"
+        res = subprocess.run(builder_command(hf, out, workload, self.settings.device), capture_output=True, text=True)
+        if res.returncode != 0:
+            raise ConfigError(f"onnxruntime_genai builder failed for {spec.key}: {res.stderr.strip()[-400:]}")
+        pin_threads(out / "genai_config.json", self.settings.threads)
+        return out
+
+    @contextlib.contextmanager
+    def open(self, source: ModelSource, spec: SubnetSpec, workload: Workload, prepared: Any) -> Iterator[Session]:
         import numpy as np
         import onnxruntime_genai as og
 
-        kv, ffn = source.kept(spec)
-        with tempfile.TemporaryDirectory(prefix="amoeba-genai-") as tmp:
-            hf = source.write_shape_dir(spec, Path(tmp) / "hf", weights=True)
-            if not (hf / "tokenizer.json").is_file() and not (hf / "tokenizer.model").is_file():
-                if hf == source.path:
-                    raise ConfigError(f"{hf} has no tokenizer; the GenAI builder needs one")
-                write_word_tokenizer(hf, source.info.vocab_size)
-            out = Path(tmp) / "onnx"
-            res = subprocess.run(builder_command(hf, out, workload, self.settings.device), capture_output=True, text=True)
-            if res.returncode != 0:
-                raise ConfigError(f"onnxruntime_genai builder failed for {spec.key}: {res.stderr.strip()[-400:]}")
-            pin_threads(out / "genai_config.json", self.settings.threads)
-            probe = RssProbe()
-            model: Any = og.Model(str(out))
-            probe.rearm()
-            ids = np.random.default_rng(0).integers(0, source.info.vocab_size, (workload.batch, workload.prompt_len)).astype(np.int32)
+        probe = RssProbe()
+        model: Any = og.Model(str(prepared))
+        probe.rearm()
+        ids = np.random.default_rng(0).integers(0, source.info.vocab_size, (workload.batch, workload.prompt_len)).astype(np.int32)
 
-            def generate() -> tuple[float, float]:
-                params = og.GeneratorParams(model)
-                params.set_search_options(max_length=workload.context_len, min_length=workload.context_len, do_sample=False)
-                gen = og.Generator(model, params)
-                t0 = time.perf_counter()
-                gen.append_tokens(ids)  # prefill forward
-                gen.generate_next_token()  # first token from the prefill logits
-                t1 = time.perf_counter()
-                for _ in range(workload.gen_len - 1):
-                    gen.generate_next_token()  # one cached decode forward + sampling
-                t2 = time.perf_counter()
-                produced = len(gen.get_sequence(0)) - workload.prompt_len
-                if produced != workload.gen_len:
-                    raise ConfigError(f"onnxruntime_genai generated {produced} tokens, expected {workload.gen_len}")
-                return (t1 - t0) * 1e3, (t2 - t1) * 1e3 / (workload.gen_len - 1)
+        def generate() -> tuple[float, float]:
+            params = og.GeneratorParams(model)
+            params.set_search_options(max_length=workload.context_len, min_length=workload.context_len, do_sample=False)
+            gen = og.Generator(model, params)
+            t0 = time.perf_counter()
+            gen.append_tokens(ids)  # prefill forward
+            gen.generate_next_token()  # first token from the prefill logits
+            t1 = time.perf_counter()
+            for _ in range(workload.gen_len - 1):
+                gen.generate_next_token()  # one cached decode forward + sampling
+            t2 = time.perf_counter()
+            produced = len(gen.get_sequence(0)) - workload.prompt_len
+            if produced != workload.gen_len:
+                raise ConfigError(f"onnxruntime_genai generated {produced} tokens, expected {workload.gen_len}")
+            return (t1 - t0) * 1e3, (t2 - t1) * 1e3 / (workload.gen_len - 1)
 
-            timing = time_generations(generate, self.settings, what=f"onnxruntime_genai {spec.key}")
-            peak = probe.peak_mb()
-        return ProfileRow(shape=spec.key, num_layers=spec.num_layers, kv_groups=kv, ffn_channels=ffn, ttft_ms=timing.ttft_ms,
-                          tpot_ms=timing.tpot_ms, peak_mem_mb=peak, busy=timing.busy, contention=timing.contention)
+        yield FnSession(generate, probe.peak_mb)

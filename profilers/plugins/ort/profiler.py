@@ -6,19 +6,22 @@ step feeds one token and the previous ``present_*`` tensors back as ``past_*``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from core.spec import SubnetSpec
-from profilers.base import Profiler
+from profilers.base import Profiler, Session
 from profilers.errors import ProfilerUnavailable
 from profilers.source import ModelSource
-from profilers.table import EngineFacts, ProfileRow
-from profilers.timing import RssProbe, time_runner
+from profilers.table import EngineFacts
+from profilers.timing import RssProbe, one_generation
 from profilers.workload import Workload
 
 
-def make_session(onnx_bytes: bytes, threads: int, device: str = "cpu") -> Any:
+def make_session(onnx_bytes: bytes | str, threads: int, device: str = "cpu") -> Any:
     """An ORT session with pinned intra-op threads, sequential execution and full graph optimisation."""
     import onnxruntime as ort
 
@@ -96,25 +99,41 @@ class OrtProfiler(Profiler):
                  "graph_optimization": "ORT_ENABLE_ALL", "intra_op_threads": str(self.settings.threads), "kv_cache": "OrtValue past/present"}
         return EngineFacts(name=self.name, version=ort.__version__, dtype=workload.dtype, device=self.settings.device, build_flags=flags)
 
-    def measure(self, source: ModelSource, spec: SubnetSpec, workload: Workload) -> ProfileRow:
+    def prepare(self, source: ModelSource, spec: SubnetSpec, workload: Workload, workdir: Path) -> Any:
+        """The shape's decoder graph, written once to ``workdir`` (every round opens a session on the file)."""
         import torch
 
         from profilers.plugins.ort.graph import build_decoder
 
         self.check_workload(workload)
         self._check_device()
-        kv, ffn = source.kept(spec)
-        probe = RssProbe()
         model = source.build_torch(spec, torch.float32)
         max_pos = max(int(getattr(model.config, "max_position_embeddings", 0)), workload.context_len)
         onnx_bytes, dims = build_decoder(model, max_pos)
         del model
-        sess = make_session(onnx_bytes, self.settings.threads, self.settings.device)
-        del onnx_bytes
+        path = workdir / "decoder.onnx"
+        path.write_bytes(onnx_bytes)
+        return path, dims
+
+    @contextlib.contextmanager
+    def open(self, source: ModelSource, spec: SubnetSpec, workload: Workload, prepared: Any) -> Iterator[Session]:
+        path, dims = prepared
+        probe = RssProbe()
+        sess = make_session(str(path), self.settings.threads, self.settings.device)
         probe.rearm()
         runner = OrtRunner(sess, dims.num_layers, dims.num_kv_heads, dims.head_dim, workload, dims.vocab_size)
-        timing = time_runner(runner, workload, self.settings, what=f"onnxruntime {spec.key}")
-        peak = probe.peak_mb()
-        return ProfileRow(shape=spec.key, num_layers=spec.num_layers, kv_groups=kv, ffn_channels=ffn,
-                          ttft_ms=timing.ttft_ms, tpot_ms=timing.tpot_ms, peak_mem_mb=peak,
-                          busy=timing.busy, contention=timing.contention)
+        yield _RunnerSession(runner, workload, probe)
+        del sess
+
+
+class _RunnerSession:
+    """A ``Runner`` loop timed by ``one_generation``; peak RSS of the process since the session was opened."""
+
+    def __init__(self, runner: Any, workload: Workload, probe: RssProbe) -> None:
+        self.runner, self.workload, self.probe = runner, workload, probe
+
+    def generate(self) -> tuple[float, float]:
+        return one_generation(self.runner, self.workload.gen_len)
+
+    def peak_mem_mb(self) -> float | None:
+        return self.probe.peak_mb()

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from core.spec import SubnetSpec
-from profilers.base import Profiler
+from profilers.base import Profiler, Session
 from profilers.errors import ProfilerUnavailable
 from profilers.plugins.trtllm.config import TRT_DTYPES, batch_latency_ms, llm_kwargs, sampling_kwargs
 from profilers.source import ModelSource
-from profilers.table import EngineFacts, ProfileRow
-from profilers.timing import time_generations
+from profilers.table import EngineFacts
+from profilers.timing import FnSession
 from profilers.workload import Workload
 
 
@@ -39,25 +40,24 @@ class TrtLlmProfiler(Profiler):
         return EngineFacts(name=self.name, version=str(tensorrt_llm.__version__), dtype=workload.dtype, device="cuda",
                            build_flags={"api": "LLM", "backend": "pytorch", "load_format": "dummy"})
 
-    def measure(self, source: ModelSource, spec: SubnetSpec, workload: Workload) -> ProfileRow:
+    def prepare(self, source: ModelSource, spec: SubnetSpec, workload: Workload, workdir: Path) -> Any:
+        """The shape's ``config.json`` (the LLM API builds from it with dummy weights)."""
         reason = self.unavailable_reason()
         if reason:
             raise ProfilerUnavailable(f"tensorrt_llm unavailable: {reason}")
         self.check_workload(workload)
+        return source.write_shape_dir(spec, workdir / spec.key, weights=False)
+
+    @contextlib.contextmanager
+    def open(self, source: ModelSource, spec: SubnetSpec, workload: Workload, prepared: Any) -> Iterator[Session]:
         import numpy as np
         from tensorrt_llm import LLM, SamplingParams
 
-        kv, ffn = source.kept(spec)
-        with tempfile.TemporaryDirectory(prefix="amoeba-trt-") as tmp:
-            shape_dir = source.write_shape_dir(spec, Path(tmp) / spec.key, weights=False)
-            llm: Any = LLM(**llm_kwargs(str(shape_dir), workload))
-            try:
-                rng = np.random.default_rng(0)
-                prompts = [rng.integers(0, source.info.vocab_size, workload.prompt_len).tolist() for _ in range(workload.batch)]
-                sp = SamplingParams(**sampling_kwargs(workload))
-                timing = time_generations(lambda: batch_latency_ms(llm.generate(prompts, sp, use_tqdm=False)), self.settings,
-                                       what=f"tensorrt_llm {spec.key}")
-            finally:
-                llm.shutdown()
-        return ProfileRow(shape=spec.key, num_layers=spec.num_layers, kv_groups=kv, ffn_channels=ffn,
-                          ttft_ms=timing.ttft_ms, tpot_ms=timing.tpot_ms, peak_mem_mb=None, busy=timing.busy, contention=timing.contention)
+        llm: Any = LLM(**llm_kwargs(str(prepared), workload))
+        try:
+            rng = np.random.default_rng(0)
+            prompts = [rng.integers(0, source.info.vocab_size, workload.prompt_len).tolist() for _ in range(workload.batch)]
+            sp = SamplingParams(**sampling_kwargs(workload))
+            yield FnSession(lambda: batch_latency_ms(llm.generate(prompts, sp, use_tqdm=False)), lambda: None)
+        finally:
+            llm.shutdown()
