@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from core.elastic.model import ElasticModel
 
 DTYPES = ("float32", "bfloat16", "float16")
+FORMATS = ("hf", "gguf")
 
 
 @dataclass
@@ -74,8 +75,12 @@ def export_cmd(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing non-empty output directory.")] = False,
     dtype: Annotated[str, typer.Option(help=f"dtype of the written weights: {', '.join(DTYPES)}.")] = "float32",
     threads: Annotated[int, typer.Option(help="torch intra-op threads.")] = 1,
+    format: Annotated[str, typer.Option("--format", help="hf: a stock HF directory at --out; gguf: a llama.cpp GGUF file at --out (*.gguf).")] = "hf",
+    gguf_dtype: Annotated[str, typer.Option(help="GGUF weights: f32, f16, q8_0 or q4_k (q4_k needs llama-cpp-python).")] = "f16",
+    parity_tokens: Annotated[int, typer.Option(help="gguf: compare llama.cpp logits with the HF export on this many tokens (0 = skip; "
+                                                    "needs llama-cpp-python).")] = 0,
 ) -> None:
-    """Export one subnet shape as a stock Hugging Face model directory (prints path, sha256, seconds)."""
+    """Export one subnet shape as a stock Hugging Face model directory or a GGUF file (prints path, sha256, seconds)."""
     import torch
 
     from core.export.atomic import check_target
@@ -84,8 +89,13 @@ def export_cmd(
 
     if dtype not in DTYPES:
         raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if format not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
     torch.set_num_threads(threads)
     spec = SubnetSpec.parse(shape)
+    if format == "gguf":
+        _export_gguf(spec, out, model, strategy, checkpoint, overwrite, gguf_dtype, parity_tokens)
+        return
     check_target(out, overwrite)
     src = resolve_source(model, strategy, checkpoint)
     res = export_subnet(src.elastic, spec, out, tokenizer_dir=src.tokenizer_dir, source=src.source, dtype=getattr(torch, dtype), overwrite=overwrite)
@@ -93,6 +103,41 @@ def export_cmd(
     typer.echo(f"sha256: {res.sha256}")
     typer.echo(f"seconds: {res.seconds:.2f}")
     console.print(f"{res.spec.key}: {res.architecture}, {res.num_parameters:,} parameters")
+
+
+def _export_gguf(spec: Any, out: Path, model: Path | None, strategy: Path | None, checkpoint: Path | None, overwrite: bool,
+                 gguf_dtype: str, parity_tokens: int) -> None:
+    """The HF export of ``spec`` (adapters merged, compensation biases kept) in a temporary directory, then GGUF."""
+    import tempfile
+    import time
+
+    import torch
+
+    from core.export.gguf import GGUF_DTYPES, file_sha256, parity, write_gguf
+    from core.export.writer import export_subnet
+
+    if gguf_dtype not in GGUF_DTYPES:
+        raise ValueError(f"--gguf-dtype must be one of {', '.join(GGUF_DTYPES)}, got {gguf_dtype!r}")
+    if out.suffix != ".gguf":
+        raise ValueError(f"--format gguf writes one file: --out must end in .gguf, got {out}")
+    if out.exists() and not overwrite:
+        raise ValueError(f"{out} exists (use --overwrite to replace it)")
+    t0 = time.perf_counter()
+    src = resolve_source(model, strategy, checkpoint)
+    with tempfile.TemporaryDirectory(prefix="amoeba-gguf-") as tmp:
+        hf = Path(tmp) / "hf"
+        res = export_subnet(src.elastic, spec, hf, tokenizer_dir=src.tokenizer_dir, source=src.source, dtype=torch.float32)
+        g = write_gguf(hf, out, dtype=gguf_dtype, name=f"amoeba-{spec.key}")
+        if parity_tokens > 0:
+            ids = torch.randint(0, src.elastic.info.vocab_size, (parity_tokens,), generator=torch.Generator().manual_seed(0)).tolist()
+            p = parity(hf, out, ids)
+            console.print(f"parity vs HF export on {p.tokens} tokens: max |Δlogit| {p.max_abs_diff:.3g} (logit scale {p.logit_scale:.3g}, "
+                          f"relative {p.relative:.2%}), argmax agreement {p.argmax_agreement:.0%}", highlight=False)
+    typer.echo(f"path: {g.path}")
+    typer.echo(f"sha256: {file_sha256(g.path)}")
+    typer.echo(f"seconds: {time.perf_counter() - t0:.2f}")
+    console.print(f"{spec.key}: GGUF llama {gguf_dtype} ({res.architecture} export), tensor types {g.tensor_types}, "
+                  f"{g.dropped_zero_biases} zero biases dropped, tokenizer {g.tokenizer}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
