@@ -249,7 +249,7 @@ def train_checkpoint(cfg: FinetuneConfig, base_dir: Path, strategy_dir: Path, co
     is the base directory's."""
     from core.checkpoint import save_checkpoint
     from core.eval.target import load_tokenizer
-    from core.finetune.build import build_trainee, resolve_base_dtype
+    from core.smol.assemble import build_trainee, resolve_base_dtype
     from core.finetune.data import finetune_splits
     from core.finetune.recipe import finetune
 

@@ -1,9 +1,11 @@
-"""Atomic file writes: a temp file in the same directory, fsync, then ``os.replace``."""
+"""Atomic writes: a file via a temp file in the same directory, fsync and ``os.replace``; a directory via a
+staging sibling swapped in by renames."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,3 +30,25 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def write_json(path: str | os.PathLike[str], doc: Any) -> None:
     """``doc`` as indented JSON (no NaN/inf), written atomically."""
     atomic_write_text(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
+
+
+def staging_dir(final: Path) -> Path:
+    """An empty ``<final>.tmp`` directory to write into before ``swap_in``."""
+    tmp = final.with_name(final.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def swap_in(tmp: Path, final: Path) -> Path:
+    """Replace ``final`` by the complete ``tmp``; a kill in between leaves ``<final>.old`` intact."""
+    old = final.with_name(final.name + ".old")
+    if final.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        final.rename(old)
+    tmp.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+    return final

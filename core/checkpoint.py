@@ -23,12 +23,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from core.atomic import staging_dir, swap_in
 from core.data.paths import REPO_ROOT
 from core.elastic.model import ElasticModel
 from core.errors import AmoebaError
-from core.finetune.build import Trainee, build_trainee
-from core.finetune.state import staging_dir, swap_in
 from core.model.loader import load_base_model, weights_sha256
+from core.smol.assemble import Trainee, build_trainee
 from core.smol.attach import SmolAdapters
 from core.smol.config import SmolConfig
 from core.strategy.schema import Strategy

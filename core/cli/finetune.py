@@ -45,7 +45,7 @@ def finetune_cmd(
     from core.checkpoint import save_checkpoint
     from core.data.corpus import prepare_corpus
     from core.data.paths import data_dir as resolve_data_dir
-    from core.finetune.build import build_trainee, resolve_base_dtype
+    from core.smol.assemble import build_trainee, resolve_base_dtype
     from core.finetune.config import FinetuneConfig
     from core.finetune.data import finetune_splits
     from core.finetune.distributed import init_from_env

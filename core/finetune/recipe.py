@@ -12,7 +12,7 @@ import torch
 
 from core.data.tokens import random_windows
 from core.errors import ConfigError
-from core.finetune.build import Trainee
+from core.smol.assemble import Trainee
 from core.finetune.config import FinetuneConfig
 from core.finetune.distributed import DistContext, shard, wrap
 from core.finetune.losses import next_token_ce

@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from core.atomic import staging_dir, swap_in
 from core.errors import ConfigError
 from core.smol.attach import SmolAdapters
-
-
-def staging_dir(final: Path) -> Path:
-    """An empty ``<final>.tmp`` directory to write into before ``swap_in``."""
-    tmp = final.with_name(final.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def swap_in(tmp: Path, final: Path) -> Path:
-    """Replace ``final`` by the complete ``tmp``; a kill in between leaves ``<final>.old`` intact."""
-    old = final.with_name(final.name + ".old")
-    if final.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        final.rename(old)
-    tmp.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
-    return final
 
 
 def save_run_state(run_dir: Path, smol: SmolAdapters, opt: torch.optim.Optimizer, meta: dict[str, Any]) -> Path:

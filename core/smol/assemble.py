@@ -1,4 +1,4 @@
-"""Assemble what fine-tuning (and checkpoint loading) trains on: frozen base + strategy + adapters."""
+"""Assemble a frozen base + strategy + SMoL adapters (``Trainee``): what fine-tuning trains and what inference loads."""
 
 from __future__ import annotations
 

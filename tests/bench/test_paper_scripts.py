@@ -32,7 +32,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from transformers import AutoTokenizer
 
     from core.checkpoint import save_checkpoint
-    from core.finetune.build import build_trainee
+    from core.smol.assemble import build_trainee
     from core.finetune.config import FinetuneConfig
     from core.model.loader import load_base_model, weights_sha256
     from core.smol.config import SmolConfig

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.errors import ConfigError
-from core.finetune.build import Trainee, build_trainee, resolve_base_dtype
+from core.smol.assemble import Trainee, build_trainee, resolve_base_dtype
 from core.finetune.config import FinetuneConfig
 from core.finetune.recipe import StepInfo, finetune
 from core.model.loader import ModelInfo, weights_sha256
