@@ -55,7 +55,8 @@ def serve(
     except AmoebaError as e:
         console.print(f"[yellow]warning:[/yellow] accuracy table not queued: {e}", highlight=False)
     console.print(f"serving on http://{settings.host}:{settings.port}  (dashboard: /admin, API docs: /docs)")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=settings.access_log,
+                backlog=settings.backlog, timeout_keep_alive=settings.keep_alive_s)
 
 
 def warm_accuracy(app: Any) -> None:

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     worker_poll_s: float = Field(default=0.5, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
     torch_threads: int = Field(default=1, ge=1)
+    access_log: bool = Field(default=True, description="uvicorn's per-request access log")
+    backlog: int = Field(default=2048, ge=16, description="listen backlog: connections beyond the running requests queue here")
+    keep_alive_s: int = Field(default=30, ge=1, description="idle keep-alive timeout (s)")
     max_body_bytes: int = Field(default=4 << 20, ge=1024, description="largest accepted request body (413 beyond)")
     db_pool_size: int = Field(default=16, ge=1, description="database connections kept per process (as many again on demand)")
     # search

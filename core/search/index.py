@@ -20,8 +20,8 @@ from core.errors import ConfigError
 from core.latency import LatencyEstimate, LatencyMetric
 from core.search.objectives import Objective
 from core.search.pareto import neighbours
-from core.search.query import Answer, Budget, Found, ShapeResult, check_budget
-from core.search.shapes import LatencyView, SearchSpace, Shape
+from core.search.query import Answer, Budget, Found, Infeasible, ShapeResult, check_budget
+from core.search.shapes import LatencyView, SearchSpace, Shape, UniformSpace
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,9 @@ class AnswerIndex:
         for x in entries:
             prev = self.prefix_best[-1] if self.prefix_best else None
             self.prefix_best.append(x.result if prev is None or objective.rank(x.result) < objective.rank(prev) else prev)
+        mems = [x.estimate.peak_mem_mb for x in entries]
+        self._min_mem = None if any(m is None for m in mems) or not mems else min(float(m) for m in mems)  # type: ignore[arg-type]
+        self._fastest = ShapeResult.of(entries[0].shape, entries[0].estimate, metric, g, None) if entries else None
         self.front = sorted(objective.front([x.result for x in entries]), key=lambda p: (p.latency_ms, -objective.score(p), p.shape))
 
     def __len__(self) -> int:
@@ -64,10 +67,21 @@ class AnswerIndex:
         g = self.view.gen_len
         return self.objective.best(x.result for x in self.entries[:pos] if budget.feasible(x.estimate, g))
 
+    def _check(self, budget: Budget) -> Infeasible | None:
+        """``check_budget`` over the space; a latency-only budget is one comparison with the fastest shape (the
+        entries are every in-range shape of a uniform space, sorted as ``check_budget`` breaks ties)."""
+        if budget.memory_mb is not None or budget.limits or self._fastest is None or not isinstance(self.space, UniformSpace):
+            return check_budget(self.space.base, self.view, budget)
+        f = self._fastest
+        if f.latency_ms <= budget.latency_ms:
+            return None
+        msg = f"{budget.metric} budget {budget.latency_ms:g} ms is below the fastest achievable {f.latency_ms:.3f} ms ({f.shape})"
+        return Infeasible(budget, "latency", msg, f.latency_ms, f, self._min_mem)
+
     def answer(self, budget: Budget, k_neighbours: int = 2) -> Answer:
         """The same answer as an exhaustive search over the space: ``Infeasible`` from the range check, else ``Found``."""
         t0 = time.perf_counter()
-        infeasible = check_budget(self.space.base, self.view, budget)
+        infeasible = self._check(budget)
         if infeasible is not None:
             return infeasible
         best = self.best(budget)

@@ -13,6 +13,7 @@ a new key, not a mutation, is what invalidates it.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ from core.search.shapes import LatencyView, SearchSpace, Shape
 FRONT_ENUMERATION_LIMIT = 20_000
 """Spaces larger than this are not enumerated (no feasibility pass, no index; Optuna searches them)."""
 
+_DIMS_RE = re.compile(r"^(?P<t>\S+) L(?P<L>\d+) h(?P<h>\d+) heads(?P<q>\d+)/kv(?P<kv>\d+) d(?P<d>\d+) ffn(?P<f>\d+) vocab(?P<v>\d+)$")
 MODEL_DIMS = ("model_type", "num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size", "vocab_size")
 
 
@@ -58,6 +60,15 @@ class ModelFingerprint:
             return cls(model_type=str(get("model_type")), config_sha256=sha, **dims)
         except (TypeError, ValueError):
             raise ConfigError(f"model facts lack dimensions: need {', '.join(MODEL_DIMS)}") from None
+
+    @classmethod
+    def from_dims(cls, text: str, config_sha256: str | None = None) -> ModelFingerprint:
+        """Parse ``dims`` text back (``llama L12 h256 heads16/kv8 d16 ffn768 vocab8192``)."""
+        m = _DIMS_RE.match(text)
+        if m is None:
+            raise ConfigError(f"bad model dimensions text {text!r}")
+        dims = {name: int(m[k]) for name, k in zip(MODEL_DIMS[1:], ("L", "h", "q", "kv", "d", "f", "v"), strict=True)}
+        return cls(model_type=m["t"], config_sha256=config_sha256, **dims)
 
     @property
     def dims(self) -> str:
@@ -190,11 +201,11 @@ def run_query(ctx: SearchContext, query: Query) -> Answer:
         if idx is not None:
             return _timed(idx.answer(budget, query.k_neighbours), t0)
     view, space = ctx.view, ctx.space
-    infeasible = check_budget(space.base, view, budget)
+    enumerable = len(space) <= FRONT_ENUMERATION_LIMIT
+    infeasible = check_budget(space if enumerable and budget.limits else space.base, view, budget)
     if infeasible is not None:
         return infeasible
     g = view.gen_len
-    enumerable = len(space) <= FRONT_ENUMERATION_LIMIT
     rows = [(s, e) for s in (space if enumerable else space.base) if (e := view.estimate(s)).in_range]
     feasible = [(s, e) for s, e in rows if budget.feasible(e, g)] if enumerable else None
     records = ctx.accuracy.snapshot(s for s, _ in rows)

@@ -163,7 +163,7 @@ class Infeasible:
     """No shape fits. ``fastest`` is the fastest in-range shape (within the memory cap if one can be met)."""
 
     budget: Budget
-    reason: Literal["latency", "memory", "out_of_range"]
+    reason: Literal["latency", "memory", "limits", "out_of_range"]
     message: str
     fastest_latency_ms: float | None
     fastest: ShapeResult | None
@@ -200,6 +200,8 @@ def check_budget(shapes: Iterable[Shape], view: LatencyView, budget: Budget) -> 
 
     ``shapes`` must contain the fastest shapes of the space (the uniform shapes do, for grouped spaces too:
     a grouped latency is a weighted mean of uniform ones at the same depth). Out-of-range shapes never count.
+    Extra limits are checked jointly over ``shapes``: exact when ``shapes`` is the whole space (the pipeline
+    passes it for enumerable spaces); over the uniform shapes of a grouped space it can miss a mixed shape.
     """
     g = view.gen_len
     rows = [(s, view.estimate(s)) for s in shapes]
@@ -218,4 +220,8 @@ def check_budget(shapes: Iterable[Shape], view: LatencyView, budget: Budget) -> 
     if fastest.latency_ms > budget.latency_ms:
         msg = f"{budget.metric} budget {budget.latency_ms:g} ms is below the fastest achievable {fastest.latency_ms:.3f} ms ({fastest.shape})"
         return Infeasible(budget, "latency", msg, fastest.latency_ms, fastest, min_mem)
+    if budget.limits and not any(budget.feasible(e, g) for _, e in fits_mem):
+        names = ", ".join(f"{k} ≤ {v:g}" for k, v in budget.limits)
+        msg = f"no shape in the profiled range meets {budget.metric} ≤ {budget.latency_ms:g} ms together with {names}"
+        return Infeasible(budget, "limits", msg, fastest.latency_ms, fastest, min_mem)
     return None

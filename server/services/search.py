@@ -11,6 +11,7 @@ the ``accuracy`` job and gets 503 + Retry-After.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import threading
 import time
@@ -18,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,7 +29,8 @@ from core.search.pipeline import AccuracyPending, ModelFingerprint, ModelMismatc
 from core.search.query import Answer, Budget, Found, ShapeResult
 from core.search.shapes import LatencyView, UniformSpace
 from core.spec import SubnetSpec
-from server.db.models import PredictorFit, Profile
+from profilers.workload import Workload as WorkloadSpec
+from server.db.models import Device, Engine, PredictorFit, Profile, Workload
 from server.db.session import Database
 from server.errors import BuildFailed, Conflict, Infeasible, NotFound, NotReady
 from server.runtime import Runtime
@@ -54,7 +56,6 @@ class Resolved:
     gen_len: int
     profile_id: int
     fit_id: int
-    fit_state: dict[str, Any]
     profile_model: ModelFingerprint
 
 
@@ -96,13 +97,33 @@ def resolve(s: Session, device: str, engine: str, workload: str, model: ModelFin
             raise Conflict(f"profile {prof.id} of {dev.name}/{eng.name}/{wl.key} cannot be fitted: {job.error}")
         raise NotReady(f"the latency predictor of {dev.name}/{eng.name}/{wl.key} is being fitted; retry shortly",
                        retry_after_s=2, status="fitting", http_status=503)
-    return Resolved(dev.id, eng.id, wl.id, dev.name, eng.name, wl.key, wl.gen_len, prof.id, fit.id, fit.state, profile_fingerprint(prof))
+    return Resolved(dev.id, eng.id, wl.id, dev.name, eng.name, wl.key, wl.gen_len, prof.id, fit.id, profile_fingerprint(prof))
 
 
-def _view(state: dict[str, Any]) -> LatencyView:
+def fast_resolve(conn: Connection, device: str, engine: str, workload: str, model: ModelFingerprint) -> Resolved | None:
+    """The common case in ONE Core query (no ORM objects, no JSON documents): the newest profile of ``model``
+    for (device, engine, workload) that has a fit. ``None`` sends the caller to ``resolve`` (errors, refit)."""
+    q = (select(Device.id, Engine.id, Workload.id, Device.name, Engine.name, Workload.key, Workload.gen_len, Profile.id, PredictorFit.id,
+                Profile.model_dims, Profile.model_config_sha256)
+         .select_from(Profile).join(Device, Profile.device_id == Device.id).join(Engine, Profile.engine_id == Engine.id)
+         .join(Workload, Profile.workload_id == Workload.id).outerjoin(PredictorFit, PredictorFit.profile_id == Profile.id)
+         .where(Device.name == device, Engine.name == engine, Workload.key == workload, Profile.model_dims == model.dims)
+         .order_by(Profile.id.desc()).limit(1))
+    if model.config_sha256 is not None:
+        q = q.where(or_(Profile.model_config_sha256.is_(None), Profile.model_config_sha256 == model.config_sha256))
+    row = conn.execute(q).first()
+    if row is None or row[8] is None:
+        return None
+    return Resolved(*row[:9], ModelFingerprint.from_dims(row[9], row[10]))  # type: ignore[arg-type]
+
+
+def fit_view(db: Database, fit_id: int) -> LatencyView:
+    """The latency view of a stored predictor fit (read only when an index is built)."""
     from profilers.predictor.model import LatencyPredictor
     from profilers.predictor.state import PredictorState
 
+    with db.sessions() as s:
+        state = s.get_one(PredictorFit, fit_id).state
     return LatencyView(LatencyPredictor(PredictorState.model_validate(state)))
 
 
@@ -114,17 +135,28 @@ class SearchService:
         self.indexes = IndexCache()
         self._subnets: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
+        self._uid_prefix = uuid.uuid4().hex[:16]
+        self._uid_counter = itertools.count(1)
 
     def context(self, r: Resolved) -> SearchContext:
         ident = self.runtime.identity()
         acc_id = self.accuracy.identity()
-        return SearchContext(UniformSpace(ident.space), lambda: _view(r.fit_state), self.accuracy.cached(), evaluate=False,
+        return SearchContext(UniformSpace(ident.space), lambda: fit_view(self.db, r.fit_id), self.accuracy.cached(), evaluate=False,
                              profile_model=r.profile_model, checkpoint_model=ident.fingerprint, index_cache=self.indexes,
                              index_key=("fit", r.fit_id, *acc_id))
 
     def resolve(self, device: str, engine: str, workload: str) -> Resolved:
+        model = self.runtime.identity().fingerprint
+        try:
+            canonical = WorkloadSpec.parse(workload).key
+        except ValueError:
+            canonical = workload
+        with self.db.engine.connect() as conn:
+            hit = fast_resolve(conn, device, engine, canonical, model)
+        if hit is not None:
+            return hit
         with self.db.session() as s:  # commits only when a missing refit job was queued (NotReady commits work)
-            return resolve(s, device, engine, workload, self.runtime.identity().fingerprint)
+            return resolve(s, device, engine, workload, model)
 
     def answer(self, r: Resolved, query: Query) -> Answer:
         """The pipeline's answer; ``AccuracyPending`` queues the accuracy job (→ 503 + Retry-After)."""
@@ -147,15 +179,18 @@ class SearchService:
         optuna = self._optuna(request)
         query = Query(budget, objective, "optuna" if optuna else "auto", 2, optuna)
         ans = self.answer(r, query)
-        uid = uuid.uuid4().hex
+        uid = self._uid()
         if not isinstance(ans, Found):
-            self._log(uid, r, request, ans.to_dict(), None, t0)
+            self._log(uid, r, request, {"kind": ans.kind, "reason": ans.reason, "message": ans.message, "fastest_ms": ans.fastest_latency_ms}, None, t0)
             fastest = ans.fastest
             raise Infeasible(ans.message, {"reason": ans.reason, "metric": budget.metric, "budget_ms": budget.latency_ms,
                                            "fastest_ms": ans.fastest_latency_ms, "fastest_shape": fastest.shape if fastest else None,
                                            "min_peak_mem_mb": ans.min_peak_mem_mb})
         sid = self.subnet_id(ans.best.shape)
-        duration = self._log(uid, r, request, ans.to_dict(), sid, t0)
+        b = ans.best
+        summary = {"kind": ans.kind, "method": ans.method, "best": {"shape": b.shape, "latency_ms": b.latency_ms, "accuracy": b.accuracy},
+                   "neighbours": [n.shape for n in ans.neighbours], "front_size": len(ans.front)}
+        duration = self._log(uid, r, request, summary, sid, t0)
         return SearchResult(uid, sid, ans, self.accuracy.metric().name, duration)
 
     def _optuna(self, request: dict[str, Any]) -> OptunaConfig | None:
@@ -165,8 +200,11 @@ class SearchService:
         ident = json.dumps([self.runtime.sha256, request], sort_keys=True).encode()
         return OptunaConfig(n_trials=cfg.search_trials, storage=cfg.optuna_url(), study_name=f"amoeba-search-{hashlib.sha256(ident).hexdigest()[:24]}")
 
+    def _uid(self) -> str:
+        """A unique search id: a per-process random prefix and a counter (no system call per request)."""
+        return f"{self._uid_prefix}{next(self._uid_counter):016x}"
+
     def _log(self, uid: str, r: Resolved, request: dict[str, Any], answer: dict[str, Any], sid: int | None, t0: float) -> float:
-        answer = {k: v for k, v in answer.items() if k != "front"} | {"front_size": len(answer.get("front") or [])}
         duration = (time.perf_counter() - t0) * 1000
         self.log.record(SearchEntry(uid, r.device_id, r.engine_id, r.workload_id, request, answer, sid is not None, sid, duration))
         return duration

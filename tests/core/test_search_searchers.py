@@ -116,6 +116,21 @@ def test_pipeline_index_answers_exactly_like_exhaustive(budget: Budget) -> None:
     assert first.best.e2e_ms == pytest.approx(first.best.ttft_ms + 15 * first.best.tpot_ms)
 
 
+@pytest.mark.parametrize("budget", [Budget(3.0), Budget(20.0, "ttft"), Budget(14.0, memory_mb=100.0), Budget(14.0, "tpot", None, (("ttft_ms", 5.0),))],
+                         ids=["tpot", "ttft", "memory", "limit"])
+def test_pipeline_index_answers_infeasible_exactly_like_the_range_check(budget: Budget) -> None:
+    from core.search.query import check_budget
+
+    src = FunctionAccuracy(synthetic_accuracy)
+    for s in SPACE:
+        src.accuracy(s)
+    cache = IndexCache()
+    run_query(_ctx(cache, evaluate=False, src=src), Query(Budget(1000.0, budget.metric)))  # builds the index of this metric
+    ans = run_query(_ctx(cache, evaluate=False, src=src), Query(budget))
+    ref = check_budget(SPACE.base, LatencyView(SyntheticLatency()), budget)
+    assert cache.builds == 1 and ref is not None and ans == ref
+
+
 def test_pipeline_model_check_and_pending_accuracies() -> None:
     dims = dict(model_type="llama", num_layers=8, hidden_size=64, num_heads=4, num_kv_heads=2, head_dim=16, intermediate_size=128, vocab_size=97)
     ctx = _ctx()

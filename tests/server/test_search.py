@@ -46,9 +46,9 @@ def test_search_waits_for_jobs_then_answers_the_exact_optimum(full_client: Any) 
     assert a["artifact_url"].endswith(f"/v1/subnets/{a['subnet_id']}/artifact")
     # reference: brute force over the space with the same predictor and cached accuracies
     state = c.app.state.amoeba
-    from server.services.search import _view
+    from server.services.search import fit_view
 
-    model = _view(state.search.resolve("dev1", "torch", "b1-p16-g8").fit_state).model
+    model = fit_view(state.db, state.search.resolve("dev1", "torch", "b1-p16-g8").fit_id).model
     table = state.accuracy.table()
     feasible = [(table.accuracy(sp), sp.key) for sp in state.accuracy.space if model.estimate(sp).tpot_ms <= 2.5]
     assert a["shape"] == max(feasible)[1] and a["accuracy_score"] == pytest.approx(max(feasible)[0])
