@@ -13,6 +13,7 @@ PLUGINS: dict[str, str] = {
     "onnxruntime_genai": "profilers.plugins.ort.genai:OrtGenAiProfiler",
     "tensorrt_llm": "profilers.plugins.trtllm.profiler:TrtLlmProfiler",
     "mlc_llm": "profilers.plugins.mlc.profiler:MlcProfiler",
+    "llamacpp": "profilers.plugins.llamacpp.profiler:LlamaCppProfiler",
 }
 
 

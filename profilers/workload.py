@@ -15,7 +15,8 @@ DEFAULT_DTYPE = "fp32"
 _KEY_RE = re.compile(r"^b(?P<b>\d+)-p(?P<p>\d+)-g(?P<g>\d+)(?:-(?P<d>[a-z][a-z0-9_]*))?$")
 _DTYPE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 #: dtypes with a known element size (bytes); quantisation names (e.g. ``q4f16_1``) are allowed too.
-DTYPE_BYTES: dict[str, float] = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+DTYPE_BYTES: dict[str, float] = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5,
+                                  "q8_0": 34 / 32, "q4_k": 144 / 256}
 
 
 @dataclass(frozen=True)

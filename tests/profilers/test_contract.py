@@ -55,9 +55,11 @@ def test_unavailable_plugin_refuses_to_run(plugin: Profiler, tiny_base) -> None:
         plugin.measure(src, SubnetSpec(4), Workload(1, 8, 4, plugin.dtypes[0]))
 
 
-@pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime", "llamacpp"])
 def test_cpu_flows_measure_for_real(engine: str, tiny_base) -> None:
     prof = get_profiler(engine, FAST)
+    if engine == "llamacpp" and not prof.available():
+        pytest.skip(f"llamacpp unavailable: {prof.unavailable_reason()}")
     assert prof.available()
     src = ModelSource.open(tiny_base)
     shapes = [SubnetSpec(4), SubnetSpec(2, 0.5, 0.75)]

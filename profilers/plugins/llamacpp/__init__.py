@@ -1,0 +1,1 @@
+"""llama.cpp flow through llama-cpp-python (optional extra ``llamacpp``)."""
