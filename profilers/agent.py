@@ -6,8 +6,9 @@ import datetime as _dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from core.spec import SubnetSpec
+from core.spec import ShapeSpace, SubnetSpec
 from profilers.base import Profiler
 from profilers.errors import ProfilerUnavailable
 from profilers.facts import FactsRecorder
@@ -15,6 +16,9 @@ from profilers.predictor.features import attn_params, mlp_params
 from profilers.source import ModelSource
 from profilers.table import ProfileRow, ProfileTable
 from profilers.workload import Workload
+
+if TYPE_CHECKING:
+    from profilers.adaptive import AdaptiveOptions, AdaptiveResult, Step
 
 OnRow = Callable[[int, ProfileRow], None]
 #: ``on_progress(done, total, shape_key)`` after every single measurement (shapes × rounds × passes)
@@ -94,3 +98,46 @@ def dry_run(profiler: Profiler, source: ModelSource, shapes: list[SubnetSpec], w
     p_cost = relative_cost(source, probe)
     est = sum(relative_cost(source, s) / p_cost * visits * (build_s + (st.warmup + st.repetitions) * gen_s) for s in shapes)
     return DryRun(list(shapes), probe, probe_s, est)
+
+
+def run_adaptive_profile(profiler: Profiler, source: ModelSource, candidates: list[SubnetSpec], workload: Workload, opts: AdaptiveOptions, *,
+                         device_name: str | None = None, command: str = "", on_step: Callable[[Step], None] | None = None,
+                         on_progress: OnProgress | None = None) -> tuple[ProfileTable, AdaptiveResult]:
+    """Adaptive profiling (``profilers.adaptive``) of ``candidates`` with the shared protocol per batch; the table
+    holds the measured shapes, the protocol and the noise floor over all batches. The server's first-start profile:
+    ``candidates`` = the checkpoint's shape space, ``opts.budget_s`` = the time it may spend."""
+    from profilers.adaptive import adaptive_profile
+    from profilers.protocol import measure_shapes, noise_floor
+
+    require_available(profiler)
+    profiler.check_workload(workload)
+    engine = profiler.engine_facts(workload)
+    rec = FactsRecorder(device_name, profiler.settings.threads)
+    rec.start()
+    t0 = time.perf_counter()
+    res = adaptive_profile(lambda batch: measure_shapes(profiler, source, batch, workload, on_progress=on_progress), candidates,
+                           lambda s: profiler.dims(source, s), source.facts(), workload, opts, on_step=on_step)
+    samples = {k: v for m in res.measurements for k, v in m.samples.items()}
+    first = res.measurements[0].protocol
+    protocol = first.model_copy(update={"remeasured_rounds": sum(m.protocol.remeasured_rounds for m in res.measurements),
+                                        "wall_s": round(time.perf_counter() - t0, 3),
+                                        "order": f"adaptive: {len(res.measurements)} batches ({res.stop_reason}); "
+                                                 "rotated by one shape per round within a batch"})
+    now = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
+    device = rec.finish().model_copy(update={"cpu_affinity": first.cpu_affinity})
+    table = ProfileTable(device=device, engine=engine, workload=workload.key, model=source.facts(), rows=res.rows, created_at=now,
+                         command=command, protocol=protocol, noise_floor=noise_floor(samples, profiler.settings.passes))
+    return table, res
+
+
+def first_start_profile(profiler: Profiler, source: ModelSource, space: ShapeSpace, workload: Workload, *, budget_s: float,
+                        device_name: str | None = None, command: str = "amoeba serve (first-start profile, adaptive)",
+                        on_progress: OnProgress | None = None) -> ProfileTable:
+    """The service's first-start profile: adaptive profiling of every shape of ``space`` within ``budget_s`` seconds
+    (target: held-out MAPE <= 5 % and >= 95 % within ±10 % on TTFT and TPOT). Returns the table to ingest."""
+    from profilers.adaptive import AdaptiveOptions
+
+    cands = [s for s in space]
+    opts = AdaptiveOptions(budget_s=budget_s, initial=min(10, len(cands)) if len(cands) >= 6 else 6)
+    table, _ = run_adaptive_profile(profiler, source, cands, workload, opts, device_name=device_name, command=command, on_progress=on_progress)
+    return table

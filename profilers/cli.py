@@ -5,14 +5,14 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from core.cli.common import cli_errors, console, progress
 from core.errors import ConfigError
 
-ENGINE_HELP = "profiler plugin: torch, onnxruntime, tensorrt_llm, mlc_llm"
+ENGINE_HELP = "profiler plugin: torch, onnxruntime, onnxruntime_genai, llamacpp, tensorrt_llm, mlc_llm"
 
 
 def _upload(table: Path, url: str, device: str | None, token: str | None, attempts: int, base_delay_s: float) -> None:
@@ -44,16 +44,25 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         engine: Optional[str] = typer.Option(None, help=ENGINE_HELP),
         workload: str = typer.Option("b1-p128-g64", help="workload key b{batch}-p{prompt}-g{gen}[-dtype]"),
-        shapes: str = typer.Option("grid", help="'grid' (the model's shape space) or a file of shape keys"),
+        shapes: str = typer.Option("grid", help="'grid' (the model's shape space), 'adaptive' (fit-guided subset of the grid "
+                                                "within --budget-min) or a file of shape keys"),
         model: Optional[Path] = typer.Option(None, help="base model dir (random weights per shape) or an exported subnet dir"),
         out: Optional[Path] = typer.Option(None, help="where to write the profile table (JSON)"),
         min_layers: int = typer.Option(1, help="grid: smallest depth"),
         depth_step: int = typer.Option(1, help="grid: keep every n-th depth (L and --min-layers always kept)"),
         max_shapes: Optional[int] = typer.Option(None, help="thin the shape list evenly to at most this many"),
-        widths: str = typer.Option("1,0.875,0.75,0.625", help="grid: width ladder"),
-        repetitions: int = typer.Option(5, help="timed generations per shape"),
-        warmup: int = typer.Option(1, help="untimed generations per shape"),
+        widths: str = typer.Option("1,0.875,0.75,0.625", help="grid: MLP width ladder"),
+        attn_widths: Optional[str] = typer.Option(None, help="grid: attention width ladder (default: the model's, from its "
+                                                             "strategy/ or its unit count)"),
+        attn_unit: Optional[str] = typer.Option(None, help="attention unit kv_group or q_head (default: the model's strategy/, else kv_group)"),
+        repetitions: int = typer.Option(2, help="timed generations per shape per round"),
+        warmup: int = typer.Option(1, help="untimed generations per shape per round"),
+        rounds: int = typer.Option(2, help="interleaved rounds per pass (every shape once per round)"),
+        passes: int = typer.Option(2, help="separate passes (>= 2 records the test-retest noise floor)"),
         threads: int = typer.Option(1, help="pinned compute threads"),
+        cpu_affinity: Optional[str] = typer.Option(None, help="CPUs to pin to, e.g. '1' or '2,3' (default: the last --threads allowed CPUs)"),
+        budget_min: float = typer.Option(10.0, help="adaptive: minutes of measuring at most"),
+        target_mape: float = typer.Option(5.0, help="adaptive: stop when held-out MAPE (TTFT and TPOT) is at most this (%)"),
         busy: str = typer.Option("mark", help="when other processes compete for the CPU: 'mark' rows or 'refuse'"),
         device_kind: str = typer.Option("cpu", "--device-kind", help="cpu or cuda"),
         upload: Optional[str] = typer.Option(None, help="service base URL to upload the table to"),
@@ -69,12 +78,12 @@ def register(app: typer.Typer) -> None:
             return
         from core.spec import parse_widths
         from profilers.agent import dry_run as plan
-        from profilers.agent import require_available, run_profile
+        from profilers.agent import require_available
         from profilers.base import MeasureSettings
         from profilers.registry import get_profiler
         from profilers.shapes import GridOptions, resolve_shapes
         from profilers.source import ModelSource
-        from profilers.table import ProfileRow, save_table
+        from profilers.table import save_table
         from profilers.workload import Workload
 
         missing = [n for n, v in (("--engine", engine), ("--model", model)) if v is None]
@@ -86,14 +95,16 @@ def register(app: typer.Typer) -> None:
         if upload and (not device or not token):
             raise ConfigError("--upload needs --device NAME and --token TOKEN (or AMOEBA_DEVICE_TOKEN)")
         wl = Workload.parse(workload)
+        affinity = tuple(int(x) for x in cpu_affinity.split(",") if x.strip()) if cpu_affinity else None
         settings = MeasureSettings(warmup=warmup, repetitions=repetitions, threads=threads, busy_policy=busy,  # type: ignore[arg-type]
-                                   device=device_kind)
+                                   device=device_kind, rounds=rounds, passes=passes, cpu_affinity=affinity)
         prof_ = get_profiler(engine, settings)
         require_available(prof_)
         prof_.check_workload(wl)
-        src = ModelSource.open(model, bias_modules=None if bias is None else [x for x in bias.split(",")])
-        opts = GridOptions(min_layers=min_layers, widths=parse_widths(widths), depth_step=depth_step, max_shapes=max_shapes)
-        specs = resolve_shapes(shapes, src, opts)
+        src = ModelSource.open(model, bias_modules=None if bias is None else [x for x in bias.split(",")], attn_unit=attn_unit)
+        opts = GridOptions(min_layers=min_layers, widths=parse_widths(widths), depth_step=depth_step,
+                           max_shapes=None if shapes == "adaptive" else max_shapes, attn_widths=parse_widths(attn_widths) if attn_widths else None)
+        specs = resolve_shapes("grid" if shapes == "adaptive" else shapes, src, opts)
         if dry_run:
             console.print(f"{len(specs)} shapes on {engine} at {wl.key}: " + " ".join(s.key for s in specs), highlight=False)
             d = plan(prof_, src, specs, wl)
@@ -102,19 +113,40 @@ def register(app: typer.Typer) -> None:
             return
         assert out is not None
         cmd = "amoeba " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != token)
-        with progress() as bar:
-            task = bar.add_task(f"{engine} {wl.key}", total=len(specs), info="")
+        if shapes == "adaptive":
+            from profilers.adaptive import AdaptiveOptions, Step
+            from profilers.agent import run_adaptive_profile
 
-            def on_row(i: int, r: ProfileRow) -> None:
-                info = f"{r.shape} ttft {r.ttft_ms.median:.1f} ms tpot {r.tpot_ms.median:.2f} ms" + (" BUSY" if r.busy else "")
-                bar.update(task, advance=1, info=info)
+            aopts = AdaptiveOptions(budget_s=budget_min * 60, target_mape_pct=target_mape, max_shapes=max_shapes)
 
-            table = run_profile(prof_, src, specs, wl, device_name=device, command=cmd, on_row=on_row)
+            def on_step(st: Step) -> None:
+                cv = ", ".join(f"{k} MAPE {v['mape_pct']:.1f}% / {v['within_10pct']:.0%} within ±10%" for k, v in st.cv.items())
+                console.print(f"{st.shapes} shapes after {st.elapsed_s:.0f}s: {cv}", highlight=False)
+
+            table, res = run_adaptive_profile(prof_, src, specs, wl, aopts, device_name=device, command=cmd, on_step=on_step)
+            console.print(f"adaptive: {len(table.rows)} of {len(specs)} grid shapes, stopped: {res.stop_reason}", highlight=False)
+        else:
+            table = _measure_grid(prof_, src, specs, wl, engine, device, cmd)
         save_table(table, out)
         n_busy = sum(r.busy for r in table.rows)
-        console.print(f"wrote {out}: {len(table.rows)} shapes ({n_busy} busy), sha256 {table.content_sha256()[:12]}", highlight=False)
+        floor = table.noise_floor
+        fl = (f"; noise floor TTFT {floor.ttft_ms.median_abs_delta_pct:.1f}% / TPOT {floor.tpot_ms.median_abs_delta_pct:.1f}% "
+              "median |Δ| between passes") if floor else ""
+        console.print(f"wrote {out}: {len(table.rows)} shapes ({n_busy} busy), sha256 {table.content_sha256()[:12]}{fl}", highlight=False)
         if upload:
             _upload(out, upload, device, token, attempts, 1.0)
+
+    def _measure_grid(prof_: Any, src: Any, specs: list[Any], wl: Any, engine: str, device: str | None, cmd: str) -> Any:
+        from profilers.agent import run_profile
+
+        with progress() as bar:
+            st = prof_.settings
+            task = bar.add_task(f"{engine} {wl.key}", total=len(specs) * st.rounds * st.passes, info="")
+
+            def on_progress(done: int, total: int, key: str) -> None:
+                bar.update(task, completed=done, info=key)
+
+            return run_profile(prof_, src, specs, wl, device_name=device, command=cmd, on_progress=on_progress)
 
     @prof.command("upload")
     @cli_errors
@@ -143,8 +175,12 @@ def register(app: typer.Typer) -> None:
         pred.save(out)
         for name, t in pred.state.targets.items():
             h = t.held_out
-            console.print(f"{name}: {t.method} (held-out MAPE {h.mape_pct:.1f}%, {h.within_10pct:.0%} within ±10%, n={h.n}; "
+            console.print(f"{name}: {t.method} (held-out MAPE {h.mape_pct:.1f}%, {h.within_10pct:.0%} within ±10%, n={h.n}, {h.splits} CV fits; "
                           + ", ".join(f"{k} {v.mape_pct:.1f}%" for k, v in t.cv.items()) + ")", highlight=False)
+        fl = pred.state.noise_floor
+        if fl is not None:
+            console.print(f"noise floor (test-retest): TTFT {fl.ttft_ms.median_abs_delta_pct:.1f}% median |Δ| ({fl.ttft_ms.within_10pct:.0%} within ±10%), "
+                          f"TPOT {fl.tpot_ms.median_abs_delta_pct:.1f}% ({fl.tpot_ms.within_10pct:.0%} within ±10%)", highlight=False)
         console.print(f"wrote {out}", highlight=False)
 
     @prof.command("engines")
