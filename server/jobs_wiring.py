@@ -20,6 +20,7 @@ def job_handlers(state: AppState) -> dict[str, Handler]:
 
     def do_refit(payload: dict[str, Any]) -> None:
         refit(state.db, int(payload["profile_id"]))
+        state.search.invalidate()  # searches resolve to the new fit at once
 
     def accuracy(_payload: dict[str, Any]) -> None:
         state.accuracy.fill()

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=16, ge=1, description="database connections kept per process (as many again on demand)")
     # search
     search_method: Literal["exhaustive", "optuna"] = Field(default="exhaustive", description="exhaustive is exact for enumerable spaces")
+    resolve_ttl_s: float = Field(default=1.0, ge=0, description="how long a search reuses a (device, engine, workload) → profile/fit "
+                                 "resolution; uploads and refits in the same process take effect at once, other processes' within this")
     search_trials: int = Field(default=48, ge=1, description="Optuna trials per query (search_method=optuna)")
     # accuracy of shapes (calibration perplexity)
     calib_text: Path | None = Field(default=None, description="calibration text; default the corpus calibration split")

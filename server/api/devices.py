@@ -72,6 +72,7 @@ def upload_profile(
     out = ProfileUploaded(id=prof.id, device=name, engine=prof.engine.name, workload=prof.workload.key, rows=prof.num_rows,
                           content_sha256=prof.content_sha256, model=prof.model_dims, created=created)
     if created:
+        state.search.invalidate()
         state.worker.notify()
     else:
         response.status_code = status.HTTP_200_OK

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from core.search.query import Budget, ShapeResult
 from core.spec import SubnetSpec
@@ -40,14 +41,17 @@ def answer_out(res: SearchResult, objective: str, url: str) -> SearchAnswer:
 @router.post("/v1/search", response_model=SearchAnswer,
              responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut, "description": "the device's profiles are of another model"},
                         422: {"model": Infeasible | ErrorOut, "description": "invalid request (field named) or no shape fits the budget"}, **COMMON})
-def search(body: SearchRequest, request: Request, state: State) -> SearchAnswer:
+async def search(body: SearchRequest, request: Request, state: State) -> SearchAnswer:
     """The most accurate shape whose predicted latency fits every budget on (device, engine, workload).
 
     422 when infeasible, with the fastest achievable latency and its shape; 404 for an unknown device, engine or
     workload; 409 when the device was profiled only for another model; 503 + Retry-After while fitting or computing.
     """
     budget = Budget(body.budget.latency_ms, body.budget.metric, body.memory_mb, tuple(body.budget.limits().items()))
-    res = state.search.search(body.device, body.engine, body.workload, budget, body.objective)
+    args = (body.device, body.engine, body.workload, budget, body.objective)
+    res = state.search.search_cached(*args)
+    if res is None:
+        res = await run_in_threadpool(state.search.search, *args)
     return answer_out(res, body.objective, artifact_url(request, state.settings.public_url, res.subnet_id))
 
 

@@ -104,7 +104,7 @@ class PredictorFit(Timestamped, Base):
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
     engine_id: Mapped[int] = mapped_column(ForeignKey("engines.id"))
     workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id"))
-    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), index=True)
     state: Mapped[dict[str, Any]] = mapped_column(default=dict)
     mape: Mapped[float | None] = mapped_column(Float)
     within_10pct: Mapped[float | None] = mapped_column(Float)

@@ -137,6 +137,11 @@ class SearchService:
         self._lock = threading.Lock()
         self._uid_prefix = uuid.uuid4().hex[:16]
         self._uid_counter = itertools.count(1)
+        self._resolved: dict[tuple[str, str, str], tuple[Resolved, float]] = {}
+
+    def invalidate(self) -> None:
+        """Forget cached resolutions (a profile was stored or a fit finished in this process)."""
+        self._resolved = {}
 
     def context(self, r: Resolved) -> SearchContext:
         ident = self.runtime.identity()
@@ -145,15 +150,26 @@ class SearchService:
                              profile_model=r.profile_model, checkpoint_model=ident.fingerprint, index_cache=self.indexes,
                              index_key=("fit", r.fit_id, *acc_id))
 
+    def _canonical(self, device: str, engine: str, workload: str) -> tuple[str, str, str]:
+        try:
+            return device, engine, WorkloadSpec.parse(workload).key
+        except ValueError:
+            return device, engine, workload
+
+    def cached_resolution(self, device: str, engine: str, workload: str) -> Resolved | None:
+        """A resolution seen less than ``resolve_ttl_s`` ago (uploads and refits in this process clear them at once;
+        the TTL bounds how long another process's new profile or fit goes unseen)."""
+        hit = self._resolved.get(self._canonical(device, engine, workload))
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+
     def resolve(self, device: str, engine: str, workload: str) -> Resolved:
         model = self.runtime.identity().fingerprint
-        try:
-            canonical = WorkloadSpec.parse(workload).key
-        except ValueError:
-            canonical = workload
+        key = self._canonical(device, engine, workload)
         with self.db.engine.connect() as conn:
-            hit = fast_resolve(conn, device, engine, canonical, model)
+            hit = fast_resolve(conn, *key, model)
         if hit is not None:
+            if self.settings.resolve_ttl_s > 0:
+                self._resolved[key] = (hit, time.monotonic() + self.settings.resolve_ttl_s)
             return hit
         with self.db.session() as s:  # commits only when a missing refit job was queued (NotReady commits work)
             return resolve(s, device, engine, workload, model)
@@ -169,16 +185,39 @@ class SearchService:
                     raise BuildFailed(f"the accuracy table could not be computed: {job.error}") from None
             raise NotReady(f"{e}; retry shortly", retry_after_s=5, status="computing accuracy", http_status=503) from None
 
+    def search_cached(self, device: str, engine: str, workload: str, budget: Budget, objective: str = "accuracy") -> SearchResult | None:
+        """The answer when everything it needs is in memory (resolution, index, subnet id): no database, no
+        blocking, so the route answers it on the event loop. ``None``: take ``search`` (in a worker thread).
+
+        The index of a fit exists only after ``run_query`` built it, model check included, for that fit's profile.
+        """
+        t0 = time.perf_counter()
+        r = self.cached_resolution(device, engine, workload)
+        if r is None or self.settings.search_method == "optuna":
+            return None
+        idx = self.indexes.get((("fit", r.fit_id, *self.accuracy.identity()), budget.metric, objective))
+        if idx is None:
+            return None
+        ans = idx.answer(budget)
+        if isinstance(ans, Found) and (self.runtime.sha256, ans.best.shape) not in self._subnets:
+            return None
+        return self._finish(r, self._request(r, budget, objective), budget, ans, t0)
+
     def search(self, device: str, engine: str, workload: str, budget: Budget, objective: str = "accuracy") -> SearchResult:
         """The objective's best feasible shape; ``Infeasible`` (→ 422) names the fastest latency. Both are logged."""
         t0 = time.perf_counter()
         r = self.resolve(device, engine, workload)
-        request: dict[str, Any] = {"device": r.device, "engine": r.engine, "workload": r.workload, "objective": objective,
-                                   "budget": {"latency_ms": budget.latency_ms, "metric": budget.metric, "limits": dict(budget.limits)},
-                                   "memory_mb": budget.memory_mb}
+        request = self._request(r, budget, objective)
         optuna = self._optuna(request)
-        query = Query(budget, objective, "optuna" if optuna else "auto", 2, optuna)
-        ans = self.answer(r, query)
+        ans = self.answer(r, Query(budget, objective, "optuna" if optuna else "auto", 2, optuna))
+        return self._finish(r, request, budget, ans, t0)
+
+    @staticmethod
+    def _request(r: Resolved, budget: Budget, objective: str) -> dict[str, Any]:
+        return {"device": r.device, "engine": r.engine, "workload": r.workload, "objective": objective,
+                "budget": {"latency_ms": budget.latency_ms, "metric": budget.metric, "limits": dict(budget.limits)}, "memory_mb": budget.memory_mb}
+
+    def _finish(self, r: Resolved, request: dict[str, Any], budget: Budget, ans: Answer, t0: float) -> SearchResult:
         uid = self._uid()
         if not isinstance(ans, Found):
             self._log(uid, r, request, {"kind": ans.kind, "reason": ans.reason, "message": ans.message, "fastest_ms": ans.fastest_latency_ms}, None, t0)
