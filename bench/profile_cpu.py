@@ -1,11 +1,13 @@
-"""CPU latency benchmark of the default base model's shapes on the torch and onnxruntime flows.
+"""CPU latency benchmark per (model, engine): the shared protocol, the test–retest noise floor, the predictor's held-out
+error, width / depth speed-ups and adaptive profiling against the full grid.
 
-Writes ``bench/results/latency_cpu.json``: both profile tables (random weights from the base config), the
-predictor's held-out error per engine, the decode speed-up of width 5/8 over width 1 at equal depth, how
-latency scales with depth, the load average before / after, and the exact command line.
+Every flow (``MODEL/ENGINE[:DTYPE]``) is one interleaved measurement (``profilers.protocol``: 2 passes × ``--rounds``
+rounds, the process pinned to ``--cpu``), so every ratio in its summary is measured side by side in one run. Results
+are merged into ``--out`` per flow (run flows in several invocations; each keeps its own command, load and quiet flag).
 
-    python bench/profile_cpu.py                       # full run (refuses while `amoeba pretrain` runs)
-    python bench/profile_cpu.py --quick --out /tmp/x.json --allow-busy   # development: 4 shapes, 2 repetitions
+    python bench/profile_cpu.py --flows tiny/torch,tiny/onnxruntime                  # refuses on a loaded machine
+    python bench/profile_cpu.py --flows smollm2/llamacpp:q8_0 --cpu 1 --allow-busy    # pinned, load recorded
+    python bench/profile_cpu.py --flows tiny/torch --quick --out /tmp/x.json --allow-busy   # development
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ import datetime as dt
 import json
 import os
 import shlex
-import subprocess
 import sys
-import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,131 +28,170 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.spec import SubnetSpec  # noqa: E402
+from profilers.adaptive import AdaptiveOptions, replay  # noqa: E402
 from profilers.agent import run_profile  # noqa: E402
 from profilers.base import MeasureSettings  # noqa: E402
 from profilers.facts import load_avg  # noqa: E402
 from profilers.predictor.model import LatencyPredictor  # noqa: E402
 from profilers.registry import get_profiler  # noqa: E402
 from profilers.source import ModelSource  # noqa: E402
-from profilers.table import ProfileRow, ProfileTable, atomic_write_text  # noqa: E402
+from profilers.table import ProfileTable, atomic_write_text, parse_table  # noqa: E402
 from profilers.workload import Workload  # noqa: E402
 
-BASE_DIR = ROOT / "models" / "amoeba-tiny-base"
-#: the default base model's config (what models/amoeba-tiny-base/config.json holds once pretraining finished)
-DEFAULT_CONFIG: dict[str, Any] = {
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 8192, "hidden_size": 256, "intermediate_size": 768,
-    "num_hidden_layers": 12, "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 16, "max_position_embeddings": 512,
-    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True, "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2,
+QUIET_FLAG = Path("/work/runs/QUIET")
+#: per model: directory, grid (depths × attention widths × MLP widths), measuring settings
+MODELS: dict[str, dict[str, Any]] = {
+    "tiny": {"dir": ROOT / "models" / "amoeba-tiny-base", "depths": (12, 10, 8, 6, 4, 2), "attn": (1.0, 0.75, 0.625), "ffn": (1.0, 0.75, 0.625),
+             "warmup": 1, "repetitions": 2, "rounds": 2},
+    "smollm2": {"dir": ROOT / "models" / "smollm2-135m", "depths": (30, 22, 15, 8), "attn": (1.0, 2 / 3, 1 / 3), "ffn": (1.0, 0.75, 0.625),
+                "warmup": 1, "repetitions": 1, "rounds": 2},
 }
-DEPTHS = (12, 10, 8, 6, 4, 2)
-WIDTH_PAIRS = ((1.0, 1.0), (0.875, 0.875), (0.75, 0.75), (0.625, 0.625), (1.0, 0.625), (0.625, 1.0))
 
 
-def pretraining_running() -> bool:
-    return subprocess.run(["pgrep", "-f", "amoeba pretrain"], capture_output=True).returncode == 0
-
-
-def base_dir(tmp: Path) -> tuple[Path, str]:
-    """The real base config when present, else the equivalent config written to ``tmp`` (random weights either way)."""
-    if (BASE_DIR / "config.json").is_file():
-        cfg = json.loads((BASE_DIR / "config.json").read_text())
-        origin = str(BASE_DIR.relative_to(ROOT) / "config.json")
-    else:
-        cfg, origin = DEFAULT_CONFIG, "bench/profile_cpu.py DEFAULT_CONFIG (models/amoeba-tiny-base absent)"
-    d = tmp / "base"
-    d.mkdir()
-    (d / "config.json").write_text(json.dumps(cfg))
-    return d, origin
-
-
-def shapes(quick: bool) -> list[SubnetSpec]:
+def grid(model: str, quick: bool) -> list[SubnetSpec]:
+    m = MODELS[model]
     if quick:
-        return [SubnetSpec(12), SubnetSpec(12, 0.625, 0.625), SubnetSpec(6), SubnetSpec(6, 0.625, 0.625)]
-    return [SubnetSpec(n, a, f) for n in DEPTHS for a, f in WIDTH_PAIRS]
+        d = m["depths"]
+        return [SubnetSpec(n, a, f) for n in (d[0], d[len(d) // 2]) for a in (m["attn"][0], m["attn"][-1]) for f in (1.0, m["ffn"][-1])]
+    return [SubnetSpec(n, a, f) for n in m["depths"] for a in m["attn"] for f in m["ffn"]]
 
 
-def depth_scaling(table: ProfileTable, metric: str) -> dict[str, Any]:
-    """Least-squares line of full-width latency over depth, with R² (how affine latency is in layers)."""
-    pts = sorted((r.num_layers, getattr(r, metric).median) for r in table.rows if r.shape.endswith("-a1-f1"))
-    if len(pts) < 2:
-        return {"points": pts}
-    x, y = np.array([p[0] for p in pts], float), np.array([p[1] for p in pts], float)
-    slope, icpt = np.polyfit(x, y, 1)
-    r2 = 1 - float(np.sum((y - (slope * x + icpt)) ** 2) / max(np.sum((y - y.mean()) ** 2), 1e-12))
-    return {"ms_per_layer": round(float(slope), 4), "intercept_ms": round(float(icpt), 4), "r2": round(r2, 4),
-            "points": {str(n): round(v, 4) for n, v in pts}}
+def ratio_table(table: ProfileTable, metric: str, a: SubnetSpec, b: SubnetSpec) -> float | None:
+    ra, rb = table.row(a), table.row(b)
+    if ra is None or rb is None:
+        return None
+    return round(getattr(ra, metric).median / getattr(rb, metric).median, 3)
 
 
-def speedups(table: ProfileTable) -> dict[str, dict[str, float]]:
-    """Per depth: width-1 latency / width-5/8 latency (attention and MLP both at 5/8)."""
-    out: dict[str, dict[str, float]] = {}
+def speedups(table: ProfileTable, model: str) -> dict[str, Any]:
+    """Side-by-side ratios from this one table: width 1 over the narrowest attention × MLP 5/8 and over 5/8 × 5/8 (where
+    on the grid) per depth, and full depth over half depth at width 1."""
+    m = MODELS[model]
+    slim_a = m["attn"][-1]
+    out: dict[str, Any] = {"narrow": f"a{slim_a:.6g}-f0.625", "per_depth": {}}
     for n in sorted({r.num_layers for r in table.rows}):
-        full, slim = table.row(SubnetSpec(n)), table.row(SubnetSpec(n, 0.625, 0.625))
-        if full and slim:
-            out[str(n)] = {"tpot": round(full.tpot_ms.median / slim.tpot_ms.median, 3), "ttft": round(full.ttft_ms.median / slim.ttft_ms.median, 3)}
+        full = SubnetSpec(n)
+        entry = {f"{q}_w1_over_narrow": ratio_table(table, f"{q}_ms", full, SubnetSpec(n, slim_a, 0.625)) for q in ("tpot", "ttft")}
+        if 0.625 in m["attn"]:
+            entry |= {f"{q}_w1_over_w0.625": ratio_table(table, f"{q}_ms", full, SubnetSpec(n, 0.625, 0.625)) for q in ("tpot", "ttft")}
+        out["per_depth"][str(n)] = entry
+    top = max(m["depths"])
+    half = [d for d in m["depths"] if d * 2 == top] or [min(m["depths"], key=lambda d: abs(2 * d - top))]
+    out["half_depth"] = {"full": top, "half": half[0],
+                         **{f"{q}_full_over_half": ratio_table(table, f"{q}_ms", SubnetSpec(top), SubnetSpec(half[0])) for q in ("tpot", "ttft")}}
     return out
 
 
-def summary(table: ProfileTable) -> dict[str, Any]:
-    res: dict[str, Any] = {"table_sha256": table.content_sha256(), "engine": table.engine.model_dump(), "rows": len(table.rows),
-                           "busy_rows": sum(r.busy for r in table.rows), "speedup_w1_over_w0.625": speedups(table),
-                           "depth_scaling": {"tpot_ms": depth_scaling(table, "tpot_ms"), "ttft_ms": depth_scaling(table, "ttft_ms")}}
+def predictor_summary(table: ProfileTable) -> dict[str, Any]:
+    pred = LatencyPredictor.fit(table, include_busy=True)
+    out: dict[str, Any] = {"state_table_sha256": pred.state.table_sha256}
+    for k, t in pred.state.targets.items():
+        out[k] = {"chosen": t.method, **{m: s.model_dump() for m, s in t.cv.items()}}
+    out["fit"] = pred.state.model_dump(mode="json")
+    return out
+
+
+def adaptive_benchmark(table: ProfileTable, full_cv: dict[str, Any]) -> dict[str, Any]:
+    """Adaptive profiling replayed on this grid (each shape costs its recorded measure_s): to the 5 % / 95 % bar and to
+    the full grid's own held-out error; the error of the adaptive fit on the shapes it never measured."""
+    rows = [r for r in table.rows]
+    total_s = sum(r.measure_s or 0.0 for r in rows)
+    out: dict[str, Any] = {"full_grid": {"shapes": len(rows), "measure_s": round(total_s, 1),
+                                         "cv_mape_pct": {k: full_cv[k][full_cv[k]["chosen"]]["mape_pct"] for k in ("ttft_ms", "tpot_ms")},
+                                         "cv_within_10pct": {k: full_cv[k][full_cv[k]["chosen"]]["within_10pct"] for k in ("ttft_ms", "tpot_ms")}}}
+    same = max(full_cv[k][full_cv[k]["chosen"]]["mape_pct"] for k in ("ttft_ms", "tpot_ms"))
+    within = min(full_cv[k][full_cv[k]["chosen"]]["within_10pct"] for k in ("ttft_ms", "tpot_ms"))
+    for name, mape, w10 in (("bar_5pct_95pct", 5.0, 0.95), ("same_as_full_grid", round(same, 3), round(within, 4))):
+        res = replay(rows, table.model, table.wl, AdaptiveOptions(budget_s=total_s, target_mape_pct=mape, target_within_10pct=w10))
+        got = {r.shape for r in res.rows}
+        entry: dict[str, Any] = {"target": {"mape_pct": mape, "within_10pct": w10}, "stop": res.stop_reason, "shapes": len(res.rows),
+                                 "measure_s": res.steps[-1].elapsed_s, "cv_at_stop": res.steps[-1].cv,
+                                 "steps": [{"shapes": s.shapes, "elapsed_s": s.elapsed_s, "cv": s.cv} for s in res.steps]}
+        rest = [r for r in rows if r.shape not in got]
+        if rest and len(res.rows) >= 6:
+            sub = parse_table(table.model_copy(update={"rows": res.rows, "noise_floor": None}).model_dump(mode="json"))
+            pred = LatencyPredictor.fit(sub, include_busy=True)
+            for q in ("ttft_ms", "tpot_ms"):
+                err = np.array([abs(getattr(pred.estimate(r.spec), q) - getattr(r, q).median) / getattr(r, q).median for r in rest])
+                entry[f"unmeasured_{q}"] = {"n": len(rest), "mape_pct": round(float(err.mean() * 100), 3), "within_10pct": round(float((err <= 0.1).mean()), 4)}
+        out[name] = entry
+    return out
+
+
+def run_flow(flow: str, args: argparse.Namespace, command: str) -> dict[str, Any]:
+    model, _, eng = flow.partition("/")
+    engine, _, dtype = eng.partition(":")
+    dtype = dtype or "fp32"
+    wl = Workload.parse(args.workload)
+    wl = Workload(wl.batch, wl.prompt_len, wl.gen_len, dtype)
+    m = MODELS[model]
+    cpus = tuple(int(c) for c in args.cpu.split(",")) if args.cpu else None
+    settings = MeasureSettings(warmup=m["warmup"], repetitions=m["repetitions"], rounds=1 if args.quick else m["rounds"], passes=2, threads=1,
+                               busy_retries=2, cpu_affinity=cpus)
+    prof = get_profiler(engine, settings)
+    reason = prof.unavailable_reason()
+    if reason:
+        return {"unavailable": reason}
+    src = ModelSource.open(m["dir"])
+    specs = grid(model, args.quick)
+    quiet, load0 = QUIET_FLAG.exists(), load_avg()
+    t0 = time.perf_counter()
+
+    def progress(done: int, total: int, key: str) -> None:
+        if done % max(1, total // 20) == 0 or done == total:
+            print(f"{flow}: {done}/{total} ({key}) {time.perf_counter() - t0:.0f}s load {load_avg()[0]}", flush=True)
+
+    table = run_profile(prof, src, specs, wl, device_name="bench-cpu", command=command, on_progress=progress)
+    res: dict[str, Any] = {"command": command, "quiet_flag_at_start": quiet, "quiet_flag_at_end": QUIET_FLAG.exists(), "load_avg_before": load0,
+                           "load_avg_after": load_avg(), "wall_s": round(time.perf_counter() - t0, 1), "model_dir": str(m["dir"].relative_to(ROOT)),
+                           "attn_unit": src.attn_unit, "workload": wl.key, "shapes": len(specs),
+                           "busy_rows": sum(r.busy for r in table.rows), "remeasured_rounds": table.protocol.remeasured_rounds if table.protocol else 0,
+                           "max_contention": max((r.contention or 0.0) for r in table.rows),
+                           "noise_floor": table.noise_floor.model_dump() if table.noise_floor else None,
+                           "table_sha256": table.content_sha256(), "engine": table.engine.model_dump(),
+                           "protocol": table.protocol.model_dump() if table.protocol else None}
     try:
-        pred = LatencyPredictor.fit(table, include_busy=True)
-        res["predictor"] = {k: {"chosen": t.method, **{m: s.model_dump() for m, s in t.cv.items()}} for k, t in pred.state.targets.items()}
-    except Exception as e:  # too few shapes in --quick mode
-        res["predictor"] = {"error": str(e)}
+        res["predictor"] = predictor_summary(table)
+    except Exception as e:  # too few shapes
+        res["predictor"] = {"error": f"{type(e).__name__}: {e}"}
+    try:
+        res["adaptive"] = adaptive_benchmark(table, res["predictor"])
+    except Exception as e:  # too few shapes (--quick)
+        res["adaptive"] = {"error": f"{type(e).__name__}: {e}"}
+    res["speedups"] = speedups(table, model)
+    res["table"] = table.model_dump(mode="json")
     return res
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latency_cpu.json")
+    ap.add_argument("--flows", default="tiny/torch,tiny/onnxruntime", help="MODEL/ENGINE[:DTYPE], comma-separated (models: tiny, smollm2)")
     ap.add_argument("--workload", default="b1-p128-g64")
-    ap.add_argument("--engines", default="torch,onnxruntime,onnxruntime_genai", help="unavailable ones are recorded and skipped")
-    ap.add_argument("--repetitions", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="4 shapes (development)")
-    ap.add_argument("--allow-busy", action="store_true", help="run even while `amoeba pretrain` runs (numbers are then contended)")
+    ap.add_argument("--cpu", default=None, help="CPUs to pin to (default: the last allowed CPU)")
+    ap.add_argument("--quick", action="store_true", help="8 shapes, 1 round per pass (development)")
+    ap.add_argument("--allow-busy", action="store_true", help="run even when the machine is loaded (the load is recorded)")
+    ap.add_argument("--max-load", type=float, default=0.5)
     args = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(1)
-    if pretraining_running() and not args.allow_busy:
-        print("refusing: `amoeba pretrain` is running (its core would contend with the measurement); use --allow-busy for development")
+    if load_avg()[0] > args.max_load and not args.allow_busy:
+        print(f"refusing: 1-min load {load_avg()[0]} > {args.max_load} (quiet flag {QUIET_FLAG} {'present' if QUIET_FLAG.exists() else 'absent'}); "
+              "use --allow-busy to measure anyway (the load is recorded)")
         return 3
     env = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} " if os.environ.get("PYTHONPATH") else ""
     command = env + "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    wl = Workload.parse(args.workload)
-    settings = MeasureSettings(warmup=args.warmup, repetitions=args.repetitions, threads=1, busy_retries=1)
-    result: dict[str, Any] = {"command": command, "created_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-                              "pretraining_running_at_start": pretraining_running(), "load_avg_before": load_avg(),
-                              "workload": wl.key, "settings": {"warmup": args.warmup, "repetitions": args.repetitions, "threads": 1},
-                              "engines": {}, "tables": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        d, origin = base_dir(Path(tmp))
-        result["base_config"] = origin
-        src = ModelSource.open(d)
-        specs = shapes(args.quick)
-        result["shapes"] = [s.key for s in specs]
-        for name in args.engines.split(","):
-            prof = get_profiler(name, settings)
-            reason = prof.unavailable_reason()
-            if reason:
-                result["engines"][name] = {"unavailable": reason}
-                continue
-
-            def show(i: int, r: ProfileRow, name: str = name) -> None:
-                print(f"{name} {i + 1}/{len(specs)} {r.shape} ttft {r.ttft_ms.median:.2f} ms tpot {r.tpot_ms.median:.3f} ms"
-                      + (" BUSY" if r.busy else ""), flush=True)
-
-            table = run_profile(prof, src, specs, wl, device_name="bench-cpu", command=command, on_row=show)
-            result["engines"][name] = summary(table)
-            result["tables"][name] = table.model_dump(mode="json")
-    result["load_avg_after"] = load_avg()
-    result["pretraining_running_at_end"] = pretraining_running()
-    atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in result["engines"].items()}, indent=1))
+    doc: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if doc.get("schema") != "amoeba-latency-bench-2":
+        doc = {"schema": "amoeba-latency-bench-2", "flows": {}}
+    for flow in [f.strip() for f in args.flows.split(",") if f.strip()]:
+        print(f"== {flow}", flush=True)
+        doc["flows"][flow] = run_flow(flow, args, command) | {"created_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()}
+        atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
+        f = doc["flows"][flow]
+        if "noise_floor" in f and f["noise_floor"]:
+            p = f.get("predictor", {})
+            print(json.dumps({"flow": flow, "floor": {q: f["noise_floor"][q]["median_abs_delta_pct"] for q in ("ttft_ms", "tpot_ms")},
+                              "heldout": {q: {k: p[q][p[q]["chosen"]][k] for k in ("mape_pct", "within_10pct")} for q in ("ttft_ms", "tpot_ms") if q in p},
+                              "speedups": f["speedups"]["half_depth"]}, indent=None), flush=True)
     print(f"wrote {args.out}")
     return 0
 

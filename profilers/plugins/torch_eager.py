@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from core.spec import SubnetSpec
@@ -78,6 +79,28 @@ class TorchProfiler(Profiler):
             flags["cuda"] = str(torch.version.cuda)
         return EngineFacts(name=self.name, version=torch.__version__, dtype=workload.dtype, device=self._device(), build_flags=flags)
 
+    def prepare(self, source: ModelSource, spec: SubnetSpec, workload: Workload, workdir: Path) -> Any:
+        """Config-only shapes: random weights built once and saved (safetensors), so every round loads them in a
+        fraction of the time random initialisation takes (3.5 s vs 0.1 s for SmolLM2-135M). Exported: nothing."""
+        import torch
+
+        self.check_workload(workload)
+        if source.kind == "exported":
+            return None
+        model = source.build_torch(spec, getattr(torch, _TORCH_DTYPES[workload.dtype]))
+        model.save_pretrained(str(workdir))
+        del model
+        return workdir
+
+    def _load(self, source: ModelSource, spec: SubnetSpec, workload: Workload, prepared: Any) -> Any:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        dtype = getattr(torch, _TORCH_DTYPES[workload.dtype])
+        if prepared is None:
+            return source.build_torch(spec, dtype)
+        return AutoModelForCausalLM.from_pretrained(str(prepared), dtype=dtype, attn_implementation="sdpa").eval()
+
     @contextlib.contextmanager
     def open(self, source: ModelSource, spec: SubnetSpec, workload: Workload, prepared: Any) -> Iterator[Session]:
         import torch
@@ -91,7 +114,7 @@ class TorchProfiler(Profiler):
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
-            model: Any = source.build_torch(spec, getattr(torch, _TORCH_DTYPES[workload.dtype]))
+            model: Any = self._load(source, spec, workload, prepared)
             model = model.to(device)
             probe.rearm()
             yield _TorchSession(_TorchRunner(model, workload, device), workload, probe, device)
