@@ -3,7 +3,7 @@
 Before: the base model + its Stage 1 strategy (``open_checkpoint`` on the base directory with ``strategy/``).
 After: the AmoebaLLM checkpoint (SMoL adapters active), on the same base and the same strategy (checked).
 Grid: every depth from the largest down to ``min_layers`` in steps of ``--depth-step`` (the smallest depth is always
-included) × every (attention, MLP) width pair of the ladder (``--widths-mode diag``: only a = f).
+included) × every (attention, MLP) width pair of the ladder (``--widths-mode diag``: the ladders' steps side by side, a = f when both ladders are the same).
 Datasets: the WikiText-2 raw test split and the held-out books (``validation.txt`` of the prepared corpus: never
 trained on). Each stream is scored on ``--max-windows`` windows of ``--window`` tokens spread evenly over it.
 
@@ -58,7 +58,13 @@ def grid_shapes(space: ShapeSpace, depth_step: int = 1, widths_mode: str = "full
     depths = list(range(space.max_layers, space.min_layers - 1, -depth_step))
     if depths[-1] != space.min_layers:
         depths.append(space.min_layers)
-    pairs = [(a, f) for a in space.widths for f in space.widths if widths_mode == "full" or a == f]
+    att, mlp = space.attn_ladder, space.widths
+    if widths_mode == "full":
+        pairs = [(a, f) for a in att for f in mlp]
+    else:  # the i-th step of the longer ladder with the step at the same relative position of the other
+        steps = max(len(att), len(mlp))
+        pairs = sorted({(att[round(i * (len(att) - 1) / max(1, steps - 1))], mlp[round(i * (len(mlp) - 1) / max(1, steps - 1))]) for i in range(steps)},
+                       reverse=True)
     return [SubnetSpec(n, a, f) for n in depths for a, f in pairs]
 
 
