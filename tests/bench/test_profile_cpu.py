@@ -1,0 +1,39 @@
+"""bench/profile_cpu.py summaries on a synthetic grid: side-by-side ratios, predictor summary, adaptive replay."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from profilers.table import parse_table
+from tests.profilers.test_predictor import physical_law, synthetic_table
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("profile_cpu", ROOT / "bench" / "profile_cpu.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["profile_cpu"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_speedups_predictor_and_adaptive_summaries(bench) -> None:
+    d = synthetic_table(physical_law, depths=range(2, 13, 2), noise=0.01)
+    for r in d["rows"]:
+        r["measure_s"] = 1.0
+    t = parse_table(d)
+    sp = bench.speedups(t, "tiny")
+    full, slim = t.row("L12-a1-f1"), t.row("L12-a0.625-f0.625")
+    assert sp["per_depth"]["12"]["tpot_w1_over_narrow"] == round(full.tpot_ms.median / slim.tpot_ms.median, 3) > 1
+    assert sp["half_depth"]["half"] == 6 and sp["half_depth"]["tpot_full_over_half"] > 1.5
+    pred = bench.predictor_summary(t)
+    assert pred["tpot_ms"]["chosen"] in ("physical", "hybrid", "knn") and pred["fit"]["table_sha256"] == t.content_sha256()
+    ad = bench.adaptive_benchmark(t, pred)
+    assert ad["full_grid"]["shapes"] == 96 and ad["bar_5pct_95pct"]["stop"] == "target met"
+    assert ad["bar_5pct_95pct"]["shapes"] < 96 and ad["bar_5pct_95pct"]["unmeasured_tpot_ms"]["mape_pct"] < 5
