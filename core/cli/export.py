@@ -136,7 +136,7 @@ def _export_gguf(spec: Any, out: Path, model: Path | None, strategy: Path | None
     typer.echo(f"path: {g.path}")
     typer.echo(f"sha256: {file_sha256(g.path)}")
     typer.echo(f"seconds: {time.perf_counter() - t0:.2f}")
-    console.print(f"{spec.key}: GGUF llama {gguf_dtype} ({res.architecture} export), tensor types {g.tensor_types}, "
+    console.print(f"{spec.key}: GGUF {g.architecture} {gguf_dtype} ({res.architecture} export), tensor types {g.tensor_types}, "
                   f"{g.dropped_zero_biases} zero biases dropped, tokenizer {g.tokenizer}", highlight=False)
 
 

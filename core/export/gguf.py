@@ -19,8 +19,10 @@ What is written, following llama.cpp's own converter (``convert_hf_to_gguf.py``,
 
 Per-layer head counts / MLP sizes: llama.cpp *reads* ``head_count``, ``head_count_kv`` and ``feed_forward_length``
 as scalars or per-layer arrays for every architecture, but the ``llama`` arch creates every layer's tensors with
-layer 0's sizes, so per-layer (``global`` allocation) subnets are refused here; llama.cpp's ``deci`` arch uses the
-per-layer sizes (``n_head(il)``, ``n_ff(il)``) in both loader and graph.
+layer 0's sizes (``n_head()``, ``n_ff()``), so a file with varying sizes fails its tensor-shape check. llama.cpp's
+``deci`` arch (Llama-3.1-Nemotron-NAS: the Llama function, same tensor names and optional biases) uses the
+per-layer sizes (``n_head(il)``, ``n_head_kv(il)``, ``n_ff(il)``) in both loader and graph: subnets whose layers
+differ (``global`` allocation, ``amoeba_layers.json``) are written as ``deci`` with per-layer arrays.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class GGUFWriteResult:
     dropped_zero_biases: int
     tokenizer: str
     seconds: float
+    architecture: str = "llama"
 
 
 @dataclass(frozen=True)
@@ -134,8 +137,26 @@ def permute_rotary(w: np.ndarray, n_heads: int) -> np.ndarray:
     return w.reshape(n_heads, 2, rows // n_heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def gguf_tensors(state: dict[str, torch.Tensor], dims: LlamaDims) -> Iterator[tuple[str, np.ndarray]]:
-    """(GGUF name, float32 array) of every tensor, Q/K permuted; ``UnsupportedModelError`` for unknown tensors."""
+def layer_sizes(state: dict[str, torch.Tensor], dims: LlamaDims) -> list[tuple[int, int, int]]:
+    """(query heads, KV heads, MLP channels) of every layer, read from the tensor shapes."""
+    out = []
+    for i in range(dims.num_layers):
+        pre = f"model.layers.{i}."
+        try:
+            q = int(state[pre + "self_attn.q_proj.weight"].shape[0]) // dims.head_dim
+            kv = int(state[pre + "self_attn.k_proj.weight"].shape[0]) // dims.head_dim
+            ff = int(state[pre + "mlp.gate_proj.weight"].shape[0])
+        except KeyError as e:
+            raise UnsupportedModelError(f"cannot write GGUF: layer {i} lacks tensor {e}") from None
+        if q % kv:
+            raise UnsupportedModelError(f"cannot write GGUF: layer {i} has {q} query heads over {kv} KV heads")
+        out.append((q, kv, ff))
+    return out
+
+
+def gguf_tensors(state: dict[str, torch.Tensor], dims: LlamaDims, sizes: list[tuple[int, int, int]] | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """(GGUF name, float32 array) of every tensor, Q/K permuted (per layer's head counts when ``sizes`` is given);
+    ``UnsupportedModelError`` for unknown tensors."""
     for name, t in state.items():
         a = t.detach().to("cpu").float().numpy()
         if name == "model.embed_tokens.weight":
@@ -150,10 +171,11 @@ def gguf_tensors(state: dict[str, torch.Tensor], dims: LlamaDims) -> Iterator[tu
             g = _LAYER_MAP.get(rest)
             if g is None:
                 raise UnsupportedModelError(f"cannot write GGUF: tensor {name} has no llama.cpp counterpart")
+            q_heads, kv_heads = (sizes[int(idx)][0], sizes[int(idx)][1]) if sizes else (dims.num_heads, dims.num_kv_heads)
             if rest.startswith("self_attn.q_proj"):
-                a = permute_rotary(a, dims.num_heads)
+                a = permute_rotary(a, q_heads)
             elif rest.startswith("self_attn.k_proj"):
-                a = permute_rotary(a, dims.num_kv_heads)
+                a = permute_rotary(a, kv_heads)
             yield f"blk.{int(idx)}.{g}", a
         elif name.endswith("rotary_emb.inv_freq"):
             continue
@@ -263,7 +285,8 @@ def _quantized(name: str, a: np.ndarray, dtype: str) -> tuple[np.ndarray, Any]:
 
 def write_gguf_model(model: PreTrainedModel, out: Path, *, dtype: str = "f16", tokenizer_dir: Path | None = None,
                      name: str | None = None) -> GGUFWriteResult:
-    """Write an in-memory HF causal LM as GGUF ``llama`` at ``out`` (atomically). ``q4_k`` goes through llama.cpp's quantiser."""
+    """Write an in-memory HF causal LM as GGUF at ``out`` (atomically): ``llama``, or ``deci`` when layer sizes differ.
+    ``q4_k`` goes through llama.cpp's quantiser."""
     import gguf
 
     if dtype not in GGUF_DTYPES:
@@ -280,17 +303,26 @@ def write_gguf_model(model: PreTrainedModel, out: Path, *, dtype: str = "f16", t
         return summarise_gguf(out, "q4_k", time.perf_counter() - t0)
     dims = llama_dims(model.config)
     tok = tokenizer_meta(tokenizer_dir, model.config, dims.vocab_size)
+    state = model.state_dict()
+    sizes = layer_sizes(state, dims)
+    uniform = len(set(sizes)) == 1
+    arch = "llama" if uniform else "deci"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    w = gguf.GGUFWriter(str(tmp), "llama")
+    w = gguf.GGUFWriter(str(tmp), arch)
     try:
         w.add_name(name or "amoeba-subnet")
         w.add_block_count(dims.num_layers)
         w.add_context_length(dims.context_length)
         w.add_embedding_length(dims.hidden_size)
-        w.add_feed_forward_length(dims.intermediate_size)
-        w.add_head_count(dims.num_heads)
-        w.add_head_count_kv(dims.num_kv_heads)
+        if uniform:
+            w.add_feed_forward_length(sizes[0][2])
+            w.add_head_count(sizes[0][0])
+            w.add_head_count_kv(sizes[0][1])
+        else:
+            w.add_feed_forward_length([s[2] for s in sizes])
+            w.add_head_count([s[0] for s in sizes])
+            w.add_head_count_kv([s[1] for s in sizes])
         w.add_key_length(dims.head_dim)
         w.add_value_length(dims.head_dim)
         w.add_rope_dimension_count(dims.head_dim)
@@ -300,7 +332,7 @@ def write_gguf_model(model: PreTrainedModel, out: Path, *, dtype: str = "f16", t
         w.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[dtype])
         _add_tokenizer(w, tok)
         dropped = 0
-        for gname, a in gguf_tensors(model.state_dict(), dims):
+        for gname, a in gguf_tensors(state, dims, sizes):
             if gname.endswith(".bias") and not np.any(a):
                 dropped += 1
                 continue
@@ -313,7 +345,7 @@ def write_gguf_model(model: PreTrainedModel, out: Path, *, dtype: str = "f16", t
         w.close()
     os.replace(tmp, out)
     res = summarise_gguf(out, dtype, time.perf_counter() - t0)
-    return GGUFWriteResult(res.path, dtype, res.tensor_types, res.num_tensors, res.num_bytes, dropped, tok.model, res.seconds)
+    return GGUFWriteResult(res.path, dtype, res.tensor_types, res.num_tensors, res.num_bytes, dropped, tok.model, res.seconds, arch)
 
 
 def _add_tokenizer(w: Any, tok: TokenizerMeta) -> None:
@@ -342,14 +374,16 @@ def write_gguf(model_dir: Path, out: Path, *, dtype: str = "f16", name: str | No
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from core.export.layers import LAYERS_FILE, load_exported
+
     d = Path(model_dir)
     if not (d / "config.json").is_file():
         raise DataMissingError(f"{d} has no config.json")
-    card = d / "amoeba_subnet.json"
-    if card.is_file() and json.loads(card.read_text()).get("per_layer"):
-        raise UnsupportedModelError(f"{d} is a per-layer (global allocation) subnet: llama.cpp's llama arch needs one size for all layers")
     llama_dims(AutoConfig.from_pretrained(str(d)))
-    model = AutoModelForCausalLM.from_pretrained(str(d), dtype=torch.float32).eval()
+    if (d / LAYERS_FILE).is_file():  # a per-layer subnet: rebuilt by our loader, written as GGUF 'deci'
+        model = load_exported(d, verify=False)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(d), dtype=torch.float32).eval()
     return write_gguf_model(model, out, dtype=dtype, tokenizer_dir=d, name=name or d.name)
 
 
@@ -381,7 +415,9 @@ def summarise_gguf(path: Path, dtype: str, seconds: float) -> GGUFWriteResult:
     types = Counter(t.tensor_type.name for t in r.tensors)
     model = r.fields.get("tokenizer.ggml.model")
     tok = bytes(model.parts[model.data[0]]).decode() if model is not None else "none"
-    return GGUFWriteResult(Path(path), dtype, dict(sorted(types.items())), len(r.tensors), Path(path).stat().st_size, 0, tok, round(seconds, 3))
+    af = r.fields.get("general.architecture")
+    arch = bytes(af.parts[af.data[0]]).decode() if af is not None else "?"
+    return GGUFWriteResult(Path(path), dtype, dict(sorted(types.items())), len(r.tensors), Path(path).stat().st_size, 0, tok, round(seconds, 3), arch)
 
 
 def file_sha256(path: Path) -> str:

@@ -180,12 +180,39 @@ def test_q4_k_goes_through_llama_cpps_quantiser(tiny_dir: Path, tmp_path: Path) 
     assert np.isfinite(llamacpp_logits(res.path, IDS)).all()
 
 
-def test_per_layer_subnets_are_refused(tmp_path: Path) -> None:
-    _, hf = export_tiny(tmp_path, "L3-a1-f0.75", bias=False)
-    card = json.loads((hf / "amoeba_subnet.json").read_text())
-    (hf / "amoeba_subnet.json").write_text(json.dumps(card | {"per_layer": True}))
-    with pytest.raises(UnsupportedModelError, match="per-layer"):
-        write_gguf(hf, tmp_path / "x.gguf")
+def test_per_layer_subnets_are_written_as_deci(tmp_path: Path) -> None:
+    """Layers with different head / channel counts (global allocation): llama.cpp's llama arch would need one size,
+    its deci arch takes per-layer head_count / head_count_kv / feed_forward_length arrays."""
+    import gguf
+
+    from core.elastic.model import ElasticModel
+    from core.export.layers import load_exported
+    from core.export.writer import export_subnet
+    from core.model.loader import ModelInfo
+    from core.strategy.schema import naive_strategy
+
+    model = make_tiny("llama", layers=4, hidden=64, heads=4, kv=4, inter=128, vocab=300)
+    st = naive_strategy(ModelInfo.from_config(model.config), "sha", min_layers=2, widths=(1.0, 0.5))
+    st.attn["0.5"] = ((0, 1), (0,), (0, 1, 2), (1, 3))
+    st.ffn["0.5"] = tuple(tuple(range(n)) for n in (64, 32, 96, 64))
+    st.allocation = "global"
+    st.biases = {f"{m}.0.5.{i}": torch.randn(64) * 0.1 for m in ("attn", "ffn") for i in range(4)}
+    hf = tmp_path / "hf"
+    export_subnet(ElasticModel(model, st), "L4-a0.5-f0.5", hf)
+    assert json.loads((hf / "amoeba_subnet.json").read_text())["per_layer"]
+    res = write_gguf(hf, tmp_path / "pl.gguf", dtype="f32")
+    assert res.architecture == "deci"
+    r = gguf.GGUFReader(str(res.path))
+    heads = r.fields["deci.attention.head_count"]
+    assert [int(heads.parts[i][0]) for i in heads.data] == [2, 1, 3, 2]
+    ffn = r.fields["deci.feed_forward_length"]
+    assert [int(ffn.parts[i][0]) for i in ffn.data] == [64, 32, 96, 64]
+    if HAS_LLAMACPP:
+        from core.export.gguf import llamacpp_logits
+
+        ref = logits_of(load_exported(hf, verify=False), IDS)
+        got = llamacpp_logits(res.path, IDS)
+        assert np.abs(got - ref).max() < 2e-3 * np.abs(ref).max() and (got.argmax(-1) == ref.argmax(-1)).all()
 
 
 def test_amoeba_export_format_gguf(tmp_path: Path) -> None:
