@@ -134,9 +134,16 @@ def first_start_profile(profiler: Profiler, source: ModelSource, space: ShapeSpa
                         device_name: str | None = None, command: str = "amoeba serve (first-start profile, adaptive)",
                         on_progress: OnProgress | None = None) -> ProfileTable:
     """The service's first-start profile: adaptive profiling of every shape of ``space`` within ``budget_s`` seconds
-    (target: held-out MAPE <= 5 % and >= 95 % within ±10 % on TTFT and TPOT). Returns the table to ingest."""
+    (target: held-out MAPE <= 5 % and >= 95 % within ±10 % on TTFT and TPOT). Returns the table to ingest.
+
+    At least 2 passes are measured (a profiler with ``passes=1`` is re-created with 2) so the table records its noise floor.
+    """
+    from dataclasses import replace
+
     from profilers.adaptive import AdaptiveOptions
 
+    if profiler.settings.passes < 2:
+        profiler = type(profiler)(replace(profiler.settings, passes=2))
     cands = [s for s in space]
     opts = AdaptiveOptions(budget_s=budget_s, initial=min(10, len(cands)) if len(cands) >= 6 else 6)
     table, _ = run_adaptive_profile(profiler, source, cands, workload, opts, device_name=device_name, command=command, on_progress=on_progress)

@@ -91,3 +91,18 @@ def test_uncertain_shapes_are_added_until_a_size_effect_is_learnt() -> None:
     res = replay(t.rows, MODEL, WL, AdaptiveOptions(budget_s=1e6, target_mape_pct=3.0))
     assert res.met_target and len(res.steps) >= 2 and res.steps[0].cv["tpot_ms"]["mape_pct"] > 3.0
     assert len(res.rows) < len(t.rows) / 4 and any("f0.875" in k for s in res.steps[1:] for k in s.added)
+
+
+def test_first_start_profile_covers_the_space_adaptively_with_a_floor(tiny_base: Path) -> None:
+    from core.spec import ShapeSpace
+    from profilers.agent import first_start_profile
+    from profilers.base import MeasureSettings
+    from profilers.registry import get_profiler
+    from profilers.source import ModelSource
+    from profilers.workload import Workload
+
+    space = ShapeSpace(4, 1, (1.0, 0.75, 0.5), (1.0, 0.5))
+    prof = get_profiler("torch", MeasureSettings(warmup=0, repetitions=1, busy_retries=0))
+    t = first_start_profile(prof, ModelSource.open(tiny_base), space, Workload(1, 8, 3), budget_s=30.0)
+    assert 10 <= len(t.rows) <= len(space) and all(r.spec in space for r in t.rows)
+    assert t.noise_floor is not None and t.protocol is not None and t.protocol.passes == 2 and t.command.startswith("amoeba serve")
