@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -73,4 +74,26 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, metric_fac
     from server.admin import routes as admin_routes
 
     app.include_router(admin_routes.router)
+    document_profile_table(app)
     return app
+
+
+def document_profile_table(app: FastAPI) -> None:
+    """Put the profile table's JSON schema (``profilers.table.ProfileTable``) into the OpenAPI components, so the
+    upload body is documented as what the service validates (the route parses it itself, strictly)."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from profilers.table import ProfileTable
+
+            doc = base()
+            table = ProfileTable.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(table.pop("$defs", {}))
+            schemas["ProfileTable"] = table
+            upload = doc["paths"]["/v1/devices/{name}/profiles"]["post"]
+            upload["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ProfileTable"}}}}
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core.search.objectives import OBJECTIVES
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-WORKLOAD_PATTERN = r"^b[0-9]{1,6}-p[0-9]{1,7}-g[0-9]{1,7}(-[A-Za-z0-9_]{1,16})?$"
+WORKLOAD_PATTERN = r"^b[1-9][0-9]{0,5}-p[1-9][0-9]{0,6}-g([2-9]|[1-9][0-9]{1,6})(-[a-z][a-z0-9_]{0,15})?$"
+"""``profilers.workload.Workload`` keys: batch >= 1, prompt >= 1, generated >= 2 tokens, optional dtype."""
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 

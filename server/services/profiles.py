@@ -23,6 +23,35 @@ if TYPE_CHECKING:
 REFIT = "refit"
 
 
+def parse_strict(body: bytes | str | dict[str, Any] | ProfileTable) -> ProfileTable:
+    """``profilers.table.parse_table`` in pydantic's strict mode: no string→number coercion (JSON arrays stay
+    fine for tuples); ``TableError`` (→ 422) naming the field."""
+    import json
+
+    from pydantic import ValidationError
+
+    from profilers.errors import TableError
+    from profilers.table import SCHEMA_VERSION, format_validation_error
+
+    if isinstance(body, ProfileTable):
+        return body
+    if isinstance(body, str | bytes):
+        try:
+            body = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise TableError(f"invalid profile table: not JSON ({e})") from None
+    if not isinstance(body, dict):
+        raise TableError("invalid profile table: the top level must be a JSON object")
+    if body.get("schema_version") != SCHEMA_VERSION:
+        raise TableError(f"invalid profile table: schema_version: expected {SCHEMA_VERSION}, got {body.get('schema_version')!r}")
+    try:
+        return ProfileTable.model_validate_json(json.dumps(body, allow_nan=False), strict=True)
+    except ValidationError as e:
+        raise TableError(format_validation_error(e)) from None
+    except ValueError as e:  # non-finite numbers (the HTTP layer refuses them earlier)
+        raise TableError(f"invalid profile table: {e}") from None
+
+
 def table_fingerprint(table: ProfileTable) -> ModelFingerprint:
     """The model a table was measured for; its config hash counts only for config-built shapes (an exported
     subnet's config is the subnet's, not the base model's)."""
@@ -62,14 +91,14 @@ def upload_profile(db: Database, name: str, authorization: str | None, body: byt
     raise AssertionError("unreachable")
 
 
-def ingest_profile(s: Session, device: Device, body: bytes | str | dict[str, Any], identity: ModelIdentity | None) -> tuple[Profile, bool]:
+def ingest_profile(s: Session, device: Device, body: bytes | str | dict[str, Any] | ProfileTable, identity: ModelIdentity | None) -> tuple[Profile, bool]:
     """Store an uploaded table for ``device``; returns ``(profile, created)``. Idempotent on content hash.
 
     Raises ``TableError`` (→ 422, naming the field), ``ModelMismatch`` or ``Invalid`` before anything is written;
     the caller's transaction covers the profile, its rows and the refit job, so an error stores nothing.
     ``identity`` is the served checkpoint (``None``: no model check, e.g. the first-start profile of its own model).
     """
-    table = parse_table(body)
+    table = parse_strict(body)
     fp = check_table(table, identity) if identity is not None else table_fingerprint(table)
     sha = table.content_sha256()
     existing = s.scalar(select(Profile).where(Profile.content_sha256 == sha))

@@ -65,6 +65,27 @@ def test_strings_are_not_coerced_and_unknown_fields_are_refused(client: Any) -> 
     assert r.status_code == 422 and r.json()["field"] == "token"
 
 
+def test_profile_numbers_given_as_strings_are_refused(client: Any) -> None:
+    token = register(client)
+    table = make_table()
+    table["rows"][1]["tpot_ms"]["median"] = "1.5"
+    r = client.post("/v1/devices/dev1/profiles", json=table, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 422 and "rows.1.tpot_ms.median" in r.json()["detail"]
+    table = make_table()
+    table["rows"][0]["busy"] = "yes"
+    r = client.post("/v1/devices/dev1/profiles", json=table, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 422 and "rows.0.busy" in r.json()["detail"]
+    assert _count(client, Profile) == 0
+
+
+def test_upload_body_is_documented_as_the_profile_table(client: Any) -> None:
+    doc = client.get("/openapi.json").json()
+    body = doc["paths"]["/v1/devices/{name}/profiles"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/ProfileTable"}
+    schemas = doc["components"]["schemas"]
+    assert {"rows", "model", "workload", "device", "engine"} <= set(schemas["ProfileTable"]["required"]) and "Stat" in schemas
+
+
 def test_workload_garbage_is_a_422_not_a_404(client: Any) -> None:
     r = client.post("/v1/search", json={**QUERY, "workload": "garbage"})
     assert r.status_code == 422 and r.json()["field"] == "workload"
