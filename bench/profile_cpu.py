@@ -44,7 +44,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "tiny": {"dir": ROOT / "models" / "amoeba-tiny-base", "depths": (12, 10, 8, 6, 4, 2), "attn": (1.0, 0.75, 0.625), "ffn": (1.0, 0.75, 0.625),
              "warmup": 1, "repetitions": 2, "rounds": 2},
     "smollm2": {"dir": ROOT / "models" / "smollm2-135m", "depths": (30, 22, 15, 8), "attn": (1.0, 2 / 3, 1 / 3), "ffn": (1.0, 0.75, 0.625),
-                "warmup": 1, "repetitions": 1, "rounds": 2},
+                "warmup": 1, "repetitions": 2, "rounds": 1},
 }
 
 

@@ -37,3 +37,20 @@ def test_speedups_predictor_and_adaptive_summaries(bench) -> None:
     ad = bench.adaptive_benchmark(t, pred)
     assert ad["full_grid"]["shapes"] == 96 and ad["bar_5pct_95pct"]["stop"] == "target met"
     assert ad["bar_5pct_95pct"]["shapes"] < 96 and ad["bar_5pct_95pct"]["unmeasured_tpot_ms"]["mape_pct"] < 5
+
+
+def test_report_renders_every_section(bench) -> None:
+    spec = importlib.util.spec_from_file_location("latency_report", ROOT / "bench" / "latency_report.py")
+    rep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rep)
+    d = synthetic_table(physical_law, depths=range(2, 13, 2), noise=0.01)
+    for r in d["rows"]:
+        r["measure_s"] = 1.0
+    t = parse_table(d)
+    pred = bench.predictor_summary(t)
+    flow = {"command": "python bench/profile_cpu.py --flows tiny/torch", "shapes": 96, "busy_rows": 0, "remeasured_rounds": 0,
+            "load_avg_before": [0.1, 0, 0], "load_avg_after": [0.2, 0, 0], "quiet_flag_at_start": True, "noise_floor": None,
+            "predictor": pred, "adaptive": bench.adaptive_benchmark(t, pred), "speedups": bench.speedups(t, "tiny")}
+    md = rep.render({"flows": {"tiny/torch": flow, "tiny/llamacpp": {"unavailable": "llama_cpp is not installed"}}})
+    assert "| tiny/torch | 96 | 0 / 0 | 0.1 → 0.2 (yes)" in md and "unavailable: llama_cpp is not installed" in md
+    assert "L12/L6:" in md and "target met" in md and "`python bench/profile_cpu.py --flows tiny/torch`" in md
