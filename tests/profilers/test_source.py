@@ -17,6 +17,8 @@ from profilers.source import ModelSource
 from profilers.workload import Workload
 from tests.conftest import make_tiny
 
+CPU_ENGINES = ("torch", "onnxruntime") + (("llamacpp",) if get_profiler("llamacpp").available() else ())
+
 
 def test_config_shapes_use_export_rounding_and_biases(tiny_base: Path) -> None:
     src = ModelSource.open(tiny_base)
@@ -49,7 +51,7 @@ def test_exported_subnet_is_measured_as_its_own_shape(tmp_path: Path) -> None:
     assert src.facts().source == "exported"
     with pytest.raises(ConfigError, match="exported subnet"):
         src.kept(SubnetSpec(4))
-    for engine in ("torch", "onnxruntime"):
+    for engine in CPU_ENGINES:  # llamacpp (where installed): the exported weights written as a GGUF subnet
         row = get_profiler(engine, MeasureSettings(warmup=0, repetitions=1, busy_retries=0)).measure(src, SubnetSpec(3, 0.5, 0.75), Workload(1, 6, 3))
         assert row.shape == "L3-a0.5-f0.75" and (row.kv_groups, row.ffn_channels) == (1, 96)
 
@@ -139,7 +141,7 @@ def test_query_head_unit_is_taken_from_the_strategy_and_shapes_get_the_right_hea
     with pytest.raises(ConfigError, match="unknown attention unit"):
         ModelSource.open(d, attn_unit="head")
     settings = MeasureSettings(warmup=0, repetitions=1, busy_retries=0)
-    for engine in ("torch", "onnxruntime"):
+    for engine in CPU_ENGINES:
         row = get_profiler(engine, settings).measure(src, SubnetSpec(3, 0.5, 0.75), Workload(1, 6, 3))
         assert (row.q_heads, row.kv_groups, row.ffn_channels) == (2, 2, 96)
     out = tmp_path / "sub"
