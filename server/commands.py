@@ -47,6 +47,8 @@ def serve(
         console.print(f"[bold]admin token (shown once, keep it): {prepared.admin_token}[/bold]  (user {settings.admin_user!r} for /admin)")
     if prepared.device_token:
         console.print(f"device {prepared.device!r} registered; its token (shown once): {prepared.device_token}")
+    if prepared.device:
+        console.print(f"this machine is device {prepared.device!r} (curl -s localhost:{settings.port}/v1/devices lists every device)")
     if prepared.profiled_shapes:
         console.print(f"profiled {prepared.device!r}: {prepared.profiled_shapes} shapes on {settings.bootstrap_engine} at {settings.bootstrap_workload}")
     app = create_app(settings)

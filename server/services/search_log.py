@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
+
 from server.db.base import utcnow
 from server.db.models import Search
 from server.db.session import Database
@@ -65,11 +67,11 @@ class SearchLog:
                 rows.append(self._q.popleft())
             if not rows:
                 return 0
-            try:
+            try:  # one Core executemany: no ORM unit of work holding the GIL while requests are served
                 with self.db.session() as s:
-                    s.add_all([Search(uid=e.uid, device_id=e.device_id, engine_id=e.engine_id, workload_id=e.workload_id, request=e.request,
-                                      answer=e.answer, feasible=e.feasible, subnet_id=e.subnet_id, duration_ms=e.duration_ms,
-                                      created_at=e.created_at) for e in rows])
+                    s.execute(insert(Search), [{"uid": e.uid, "device_id": e.device_id, "engine_id": e.engine_id, "workload_id": e.workload_id,
+                                                "request": e.request, "answer": e.answer, "feasible": e.feasible, "subnet_id": e.subnet_id,
+                                                "duration_ms": e.duration_ms, "created_at": e.created_at} for e in rows])
             except Exception:
                 self._q.extendleft(reversed(rows))
                 raise
