@@ -198,6 +198,7 @@ class SearchService:
         idx = self.indexes.get((("fit", r.fit_id, *self.accuracy.identity()), budget.metric, objective))
         if idx is None:
             return None
+        idx.objective.validate(budget)
         ans = idx.answer(budget)
         if isinstance(ans, Found) and (self.runtime.sha256, ans.best.shape) not in self._subnets:
             return None

@@ -41,6 +41,9 @@ def test_pages_need_admin_and_render(full_client: Any) -> None:
     assert page.status_code == 200 and "dev1" in page.text and "b1-p16-g8" in page.text and "infeasible" in page.text
     dev = c.get("/admin/devices/dev1", headers=BASIC)
     assert dev.status_code == 200 and 'class="pareto-plot"' in dev.text and "Pareto front" in dev.text
+    sha = c.app.state.amoeba.runtime.sha256
+    assert "llama L4 h64 heads4/kv2 d16 ffn128 vocab97" in dev.text and sha[:12] in dev.text  # the model and checkpoint of each profile
+    assert sha[:12] in page.text and "ffn128" in page.text
     assert "cdn" not in dev.text.lower() and '<script src="/static/plotly.min.js">' in dev.text
     assert c.get("/admin/devices/ghost", headers=BASIC).status_code == 404
     assert c.get("/admin/searches", headers=BASIC).text.count("<tr>") == 3  # header + 2 searches

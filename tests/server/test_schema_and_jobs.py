@@ -123,3 +123,32 @@ def test_jobs_claimed_once_retried_then_failed(db_url: str) -> None:
             assert jobs.enqueue(s, "ok", "ok:1", rearm=True).status == "pending"
     finally:
         db.dispose()
+
+
+def test_migration_0002_binds_existing_profiles_to_their_model(db_url: str) -> None:
+    """Profiles stored before 0002 get their model from the stored document; downgrade and upgrade again work."""
+    import json
+
+    import sqlalchemy as sa
+    from alembic import command
+
+    from server.db.migrate import alembic_config
+    from tests.server.conftest import make_table
+
+    cfg = alembic_config(db_url)
+    command.downgrade(cfg, "0001")
+    engine = sa.create_engine(db_url)
+    doc = make_table()
+    with engine.begin() as c:
+        c.execute(sa.text("INSERT INTO devices (id, name, hardware, token_hash, created_at) VALUES (1, 'd', '{}', 'h', CURRENT_TIMESTAMP)"))
+        c.execute(sa.text("INSERT INTO engines (id, name, created_at) VALUES (1, 'torch', CURRENT_TIMESTAMP)"))
+        c.execute(sa.text("INSERT INTO workloads (id, key, batch, prompt_len, gen_len, created_at) VALUES (1, 'b1-p16-g8', 1, 16, 8, CURRENT_TIMESTAMP)"))
+        c.execute(sa.text("INSERT INTO profiles (id, content_sha256, device_id, engine_id, workload_id, device_facts, engine_facts, document, num_rows, "
+                          "created_at) VALUES (1, 'x', 1, 1, 1, '{}', '{}', :doc, 0, CURRENT_TIMESTAMP)"), {"doc": json.dumps(doc)})
+    engine.dispose()
+    assert upgrade(db_url) == head_revision()
+    engine = sa.create_engine(db_url)
+    with engine.connect() as c:
+        dims, cfg_sha, ckpt = c.execute(sa.text("SELECT model_dims, model_config_sha256, checkpoint_sha256 FROM profiles")).one()
+    engine.dispose()
+    assert dims == "llama L4 h64 heads4/kv2 d16 ffn128 vocab97" and cfg_sha is None and ckpt is None

@@ -225,3 +225,24 @@ def test_optuna_search_matches_exhaustive(full_client: Any) -> None:
 
     names = [s.study_name for s in optuna.get_all_study_summaries(state.settings.optuna_url())]
     assert len(names) == 1 and names[0].startswith("amoeba-search-")
+
+
+def test_multi_constraint_budgets_and_objectives(full_client: Any) -> None:
+    c = full_client
+    _setup(c)
+    while c.post("/v1/search", json=_query(100.0)).status_code == 503:
+        assert _drain(c) > 0
+    loose = c.post("/v1/search", json=_query(100.0)).json()
+    r = c.post("/v1/search", json={**_query(100.0), "budget": {"latency_ms": 100.0, "ttft_ms": 10.0, "peak_mem_mb": 135.0}})
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert a["predicted"]["ttft_ms"] <= 10.0 and a["predicted"]["peak_mem_mb"] <= 135.0 and a["accuracy_score"] <= loose["accuracy_score"]
+    r = c.post("/v1/search", json={**_query(100.0), "budget": {"latency_ms": 100.0, "ttft_ms": 5.0, "e2e_ms": 6.0}})
+    assert r.status_code == 422 and r.json()["reason"] == "limits" and "ttft_ms" in r.json()["detail"]
+    r = c.post("/v1/search", json={**_query(100.0), "objective": "memory_latency"})
+    assert r.status_code == 422 and "memory budget" in r.json()["detail"]
+    r = c.post("/v1/search", json={**_query(100.0, memory_mb=135.0), "objective": "memory_latency"})
+    assert r.status_code == 200 and r.json()["objective"] == "memory_latency" and r.json()["predicted"]["peak_mem_mb"] <= 135.0
+    r = c.post("/v1/search", json={**_query(100.0), "objective": "memory_latency"})  # its index exists now: still validated
+    assert r.status_code == 422 and "memory budget" in r.json()["detail"]
+    assert c.post("/v1/search", json={**_query(100.0), "objective": "speed"}).status_code == 422
