@@ -21,7 +21,7 @@ from core.baselines.config import BaselineConfig
 from core.elastic.model import ElasticModel
 from core.errors import ConfigError, StrategyError
 from core.model.loader import ModelInfo
-from core.search.registry import load_plugin
+from core.registry import Registry
 from core.spec import SubnetSpec
 from core.strategy.calibrate import calibration_windows
 from core.strategy.schema import Strategy
@@ -62,14 +62,17 @@ BASELINES: dict[str, BaselineSpec] = {
 }
 
 
+#: the lazy builder registry (``Registry[Builder]``): the same ``names()`` / ``load()`` as every plugin family
+BUILDERS: Registry[Builder] = Registry("baseline", {n: b.target for n, b in BASELINES.items()}, callable)
+
+
 def baseline_names(kind: Kind | None = None) -> list[str]:
     """Registered method names (nothing is imported), optionally only depth or width methods."""
     return [n for n, b in BASELINES.items() if kind is None or b.kind == kind]
 
 
 def baseline_spec(name: str) -> BaselineSpec:
-    if name not in BASELINES:
-        raise ConfigError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
+    BUILDERS.target(name)  # ConfigError listing the known names
     return BASELINES[name]
 
 
@@ -90,7 +93,7 @@ def build_baseline_strategy(
     spec = baseline_spec(name)
     if spec.kind == "width" and len(config.widths) < 2:
         raise ConfigError(f"{name} is a width method: give a width ladder with widths below 1 (got {list(config.widths)})")
-    builder: Builder = load_plugin({n: b.target for n, b in BASELINES.items()}, name, "baseline")
+    builder = BUILDERS.load(name)
     em = model if isinstance(model, ElasticModel) else ElasticModel(model)
     if em.info != info:
         raise StrategyError("the given ModelInfo does not describe the given model")

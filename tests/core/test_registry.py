@@ -1,0 +1,43 @@
+"""The generic lazy ``Registry[T]``: names without imports, clear errors, kind checks, caching."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from core.errors import ConfigError
+from core.registry import Registry
+
+
+def test_names_import_nothing_and_load_imports_once() -> None:
+    sys.modules.pop("json.decoder", None)
+    reg: Registry[type] = Registry("codec", {"json": "json.decoder:JSONDecoder", "fractions": "fractions:Fraction"}, lambda o: isinstance(o, type))
+    assert reg.names() == ["json", "fractions"] and "json" in reg and len(reg) == 2 and list(reg) == ["json", "fractions"]
+    assert "json.decoder" not in sys.modules
+    cls = reg.load("json")
+    assert cls.__name__ == "JSONDecoder" and reg.load("json") is cls
+
+
+def test_unknown_name_lists_the_known_ones() -> None:
+    reg: Registry[object] = Registry("engine", {"torch": "json:loads", "onnxruntime": "json:dumps"})
+    with pytest.raises(ConfigError, match=r"unknown engine 'tensorflow'; known: torch, onnxruntime"):
+        reg.load("tensorflow")
+
+
+def test_bad_targets_and_wrong_kinds_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="target 'json.loads' is not 'module:attr'"):
+        Registry("metric", {"x": "json.loads"})
+    reg: Registry[type] = Registry("searcher", {"missing": "json:NoSuchThing", "fn": "json:loads"}, lambda o: isinstance(o, type))
+    with pytest.raises(ConfigError, match="searcher 'missing' .* cannot be loaded"):
+        reg.load("missing")
+    with pytest.raises(ConfigError, match="searcher 'fn' \\(json:loads\\) is not a valid searcher"):
+        reg.load("fn")
+
+
+def test_register_adds_and_refuses_duplicates() -> None:
+    reg: Registry[object] = Registry("cache", {"memory": "json:loads"})
+    reg.register("json", "json:dumps")
+    assert reg.names() == ["memory", "json"]
+    with pytest.raises(ConfigError, match="cache 'json' is already registered"):
+        reg.register("json", "json:loads")
