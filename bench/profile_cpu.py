@@ -39,7 +39,9 @@ from profilers.table import ProfileTable, atomic_write_text, parse_table  # noqa
 from profilers.workload import Workload  # noqa: E402
 
 QUIET_FLAG = Path("/work/runs/QUIET")
-#: per model: directory, grid (depths × attention widths × MLP widths), measuring settings
+#: per model: directory, grid (depths × attention widths × MLP widths), measuring settings; attention unit kv_group for both
+#: (SmolLM2: whole KV groups beat query heads at equal parameters, bench/results/attn_unit_smollm2-135m.json) and
+#: attention-only compensation biases (Stage 1's default), given explicitly so a later strategy/ cannot change the grid
 MODELS: dict[str, dict[str, Any]] = {
     "tiny": {"dir": ROOT / "models" / "amoeba-tiny-base", "depths": (12, 10, 8, 6, 4, 2), "attn": (1.0, 0.75, 0.625), "ffn": (1.0, 0.75, 0.625),
              "warmup": 1, "repetitions": 2, "rounds": 2},
@@ -132,7 +134,7 @@ def run_flow(flow: str, args: argparse.Namespace, command: str) -> dict[str, Any
     reason = prof.unavailable_reason()
     if reason:
         return {"unavailable": reason}
-    src = ModelSource.open(m["dir"])
+    src = ModelSource.open(m["dir"], attn_unit="kv_group", bias_modules=("attn",))
     specs = grid(model, args.quick)
     quiet, load0 = QUIET_FLAG.exists(), load_avg()
     t0 = time.perf_counter()
@@ -144,7 +146,7 @@ def run_flow(flow: str, args: argparse.Namespace, command: str) -> dict[str, Any
     table = run_profile(prof, src, specs, wl, device_name="bench-cpu", command=command, on_progress=progress)
     res: dict[str, Any] = {"command": command, "quiet_flag_at_start": quiet, "quiet_flag_at_end": QUIET_FLAG.exists(), "load_avg_before": load0,
                            "load_avg_after": load_avg(), "wall_s": round(time.perf_counter() - t0, 1), "model_dir": str(m["dir"].relative_to(ROOT)),
-                           "attn_unit": src.attn_unit, "workload": wl.key, "shapes": len(specs),
+                           "attn_unit": src.attn_unit, "bias_modules": list(src.bias_modules), "workload": wl.key, "shapes": len(specs),
                            "busy_rows": sum(r.busy for r in table.rows), "remeasured_rounds": table.protocol.remeasured_rounds if table.protocol else 0,
                            "max_contention": max((r.contention or 0.0) for r in table.rows),
                            "noise_floor": table.noise_floor.model_dump() if table.noise_floor else None,
