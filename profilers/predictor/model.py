@@ -78,9 +78,10 @@ def fit_target(table: ProfileTable, rows: list[ProfileRow], target: str, *, fold
 class LatencyPredictor:
     """Latency of any shape for one (device, engine, workload), fitted on a measured profile table."""
 
-    def __init__(self, state: PredictorState, attn_unit: str = "kv_group") -> None:
+    def __init__(self, state: PredictorState, attn_unit: str | None = None) -> None:
+        """``attn_unit``: how ``estimate`` turns an attention width into heads (default: inferred from the fitted points)."""
         self.state = state
-        self.attn_unit = attn_unit
+        self.attn_unit = attn_unit or infer_attn_unit_from_points(state)
         self._wl = Workload.parse(state.workload)
 
     @classmethod
@@ -110,8 +111,7 @@ class LatencyPredictor:
 
     @classmethod
     def load(cls, path: Path, attn_unit: str | None = None) -> LatencyPredictor:
-        state = load_state(path)
-        return cls(state, attn_unit or infer_attn_unit_from_points(state))
+        return cls(load_state(path), attn_unit)
 
     def save(self, path: Path) -> None:
         save_state(self.state, path)

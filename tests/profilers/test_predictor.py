@@ -89,6 +89,7 @@ def test_query_heads_and_kv_heads_are_separate_dims() -> None:
     assert fq[2] > fk[2]  # same q/o bytes, more k/v weights and KV cache
     assert features(MODEL, WL, ShapeDims(6, 4, 768), "prefill")[2] == features(MODEL, WL, kv, "prefill")[2]  # None = full complement
     pred = LatencyPredictor.fit(parse_table(synthetic_table(physical_law, unit="q_head")))
+    assert LatencyPredictor(pred.state).attn_unit == "q_head"  # as the service rebuilds it from the stored state
     assert pred.attn_unit == "q_head" and pred.state.range["kv_groups"] == (8, 8) and pred.state.range["q_heads"] == (8, 16)
     spec = SubnetSpec(7, 0.75, 0.625)
     assert pred.estimate(spec).tpot_ms == pytest.approx(physical_law(kept_dims(MODEL, spec, "q_head")), rel=0.02)
