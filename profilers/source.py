@@ -47,6 +47,8 @@ class ModelSource:
     bias_modules: tuple[str, ...] = BIAS_MODULES
     attn_unit: str = "kv_group"
     attn_widths: tuple[float, ...] | None = None
+    #: where config-only random weights are kept once built (``None``: rebuilt every time); shared by every flow
+    weights_cache: Path | None = None
 
     @classmethod
     def open(cls, model_dir: Path, *, bias_modules: Sequence[str] | None = None, attn_unit: str | None = None) -> ModelSource:
@@ -156,9 +158,19 @@ class ModelSource:
             self.check(spec)
             return AutoModelForCausalLM.from_pretrained(str(self.path), dtype=dtype, attn_implementation="sdpa").eval()
         cfg = self.shape_config(spec)
+        cached = None
+        if self.weights_cache is not None:
+            key = hashlib.sha256(json.dumps([cfg.to_json_string(), str(dtype), seed]).encode()).hexdigest()[:24]
+            cached = Path(self.weights_cache) / key
+            if (cached / "config.json").is_file():
+                return AutoModelForCausalLM.from_pretrained(str(cached), dtype=dtype, attn_implementation="sdpa").eval()
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa", dtype=dtype)
-        return model.eval()
+        model = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa", dtype=dtype).eval()
+        if cached is not None:
+            tmp = cached.with_name(cached.name + ".tmp")
+            model.save_pretrained(str(tmp))
+            tmp.replace(cached)
+        return model
 
     def write_shape_dir(self, spec: SubnetSpec, out: Path, *, weights: bool) -> Path:
         """Write ``spec`` as an HF directory (config, plus random safetensors when ``weights``) for engines that build from disk."""

@@ -81,11 +81,12 @@ class TorchProfiler(Profiler):
 
     def prepare(self, source: ModelSource, spec: SubnetSpec, workload: Workload, workdir: Path) -> Any:
         """Config-only shapes: random weights built once and saved (safetensors), so every round loads them in a
-        fraction of the time random initialisation takes (3.5 s vs 0.1 s for SmolLM2-135M). Exported: nothing."""
+        fraction of the time random initialisation takes (3.5 s vs 0.1 s for SmolLM2-135M). Exported, or a source with a
+        ``weights_cache`` (which does the same for every flow): nothing."""
         import torch
 
         self.check_workload(workload)
-        if source.kind == "exported":
+        if source.kind == "exported" or source.weights_cache is not None:
             return None
         model = source.build_torch(spec, getattr(torch, _TORCH_DTYPES[workload.dtype]))
         model.save_pretrained(str(workdir))

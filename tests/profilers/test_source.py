@@ -150,3 +150,15 @@ def test_query_head_unit_is_taken_from_the_strategy_and_shapes_get_the_right_hea
     assert sub.attn_unit == "q_head" and sub.dims(SubnetSpec(3, 0.5, 0.75)) == ShapeDims(3, 2, 96, 2)
     row = get_profiler("torch", settings).measure(sub, SubnetSpec(3, 0.5, 0.75), Workload(1, 6, 3))
     assert (row.q_heads, row.kv_groups) == (2, 2)
+
+
+def test_weights_cache_returns_the_same_random_weights(tiny_base: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    src = dataclasses.replace(ModelSource.open(tiny_base), weights_cache=tmp_path / "cache")
+    a = src.build_torch(SubnetSpec(3, 0.5, 0.75), torch.float32)
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    b = src.build_torch(SubnetSpec(3, 0.5, 0.75), torch.float32)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    c = src.build_torch(SubnetSpec(2), torch.float32)
+    assert c.config.num_hidden_layers == 2 and len(list((tmp_path / "cache").iterdir())) == 2
