@@ -138,6 +138,7 @@ class SearchService:
         self._uid_prefix = uuid.uuid4().hex[:16]
         self._uid_counter = itertools.count(1)
         self._resolved: dict[tuple[str, str, str], tuple[Resolved, float]] = {}
+        self._refreshing: set[tuple[str, str, str]] = set()
 
     def invalidate(self) -> None:
         """Forget cached resolutions (a profile was stored or a fit finished in this process)."""
@@ -159,17 +160,31 @@ class SearchService:
     def cached_resolution(self, device: str, engine: str, workload: str) -> Resolved | None:
         """A resolution seen less than ``resolve_ttl_s`` ago (uploads and refits in this process clear them at once;
         the TTL bounds how long another process's new profile or fit goes unseen)."""
-        hit = self._resolved.get(self._canonical(device, engine, workload))
-        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+        key = self._canonical(device, engine, workload)
+        hit = self._resolved.get(key)
+        if hit is None:
+            return None
+        if hit[1] > time.monotonic():
+            return hit[0]
+        with self._lock:  # expired: one request refreshes it, the others keep the previous one meanwhile (no stampede)
+            if key in self._refreshing:
+                return hit[0]
+            self._refreshing.add(key)
+        return None
 
     def resolve(self, device: str, engine: str, workload: str) -> Resolved:
         model = self.runtime.identity().fingerprint
         key = self._canonical(device, engine, workload)
-        with self.db.engine.connect() as conn:
-            hit = fast_resolve(conn, *key, model)
-        if hit is not None:
-            if self.settings.resolve_ttl_s > 0:
+        try:
+            with self.db.engine.connect() as conn:
+                hit = fast_resolve(conn, *key, model)
+            if hit is None:
+                self._resolved.pop(key, None)  # e.g. a newer profile without its fit yet: nobody keeps the old one
+            elif self.settings.resolve_ttl_s > 0:
                 self._resolved[key] = (hit, time.monotonic() + self.settings.resolve_ttl_s)
+        finally:
+            self._refreshing.discard(key)
+        if hit is not None:
             return hit
         with self.db.session() as s:  # commits only when a missing refit job was queued (NotReady commits work)
             return resolve(s, device, engine, workload, model)

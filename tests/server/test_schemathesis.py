@@ -77,13 +77,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
 
 
 @pytest.mark.parametrize("auth", ["none", "admin", "device"])
-def test_schemathesis_finds_no_server_error_and_no_schema_violation(served: tuple[str, str], auth: str) -> None:
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(served: tuple[str, str], auth: str, tmp_path: Path) -> None:
     url, device_token = served
     headers = {"none": [], "admin": ["-H", f"Authorization: Bearer {ADMIN_TOKEN}"], "device": ["-H", f"Authorization: Bearer {device_token}"]}[auth]
     cmd = [str(SCHEMATHESIS), "run", f"{url}/openapi.json", "--checks", "all", "--exclude-checks", "positive_data_acceptance",
            "--max-examples", str(EXAMPLES), "--seed", "1", "--no-color", "--request-timeout", "20", "--generation-database", "none", *headers]
     t0 = time.time()
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path, env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
     out = res.stdout + res.stderr
     m = re.search(r"(\d+) generated, (\d+) passed", out)
     assert res.returncode == 0 and m is not None, out[-6000:]

@@ -70,3 +70,36 @@ def test_index_is_rebuilt_for_a_new_fit(full_client: Any) -> None:
     second = c.post("/v1/search", json=q).json()
     assert state.search.indexes.builds == 2 and second["latency_ms"] <= 2.5
     assert (second["shape"], second["latency_ms"]) != (first["shape"], first["latency_ms"])
+
+
+def test_resolution_cache_refreshes_once_and_follows_a_new_profile(full_client: Any) -> None:
+    """An expired resolution is refreshed by one request while the others keep it; a newer profile without its fit
+    (uploaded by another process: no local invalidation) drops it at the next refresh."""
+    import time as _time
+
+    from tests.server.conftest import make_table
+
+    c = full_client
+    state = c.app.state.amoeba
+    state.settings = state.search.settings = state.settings.model_copy(update={"resolve_ttl_s": 0.05})
+    token = register(c)
+    assert c.post("/v1/devices/dev1/profiles", json=make_table(), headers={"Authorization": f"Bearer {token}"}).status_code == 201
+    q = {"device": "dev1", "engine": "torch", "workload": "b1-p16-g8", "budget": {"latency_ms": 2.5}}
+    while c.post("/v1/search", json=q).status_code == 503:
+        assert state.worker.drain() > 0
+    svc = state.search
+    assert svc.cached_resolution("dev1", "torch", "b1-p16-g8") is not None
+    _time.sleep(0.06)
+    assert svc.cached_resolution("dev1", "torch", "b1-p16-g8") is None  # this caller refreshes ...
+    assert svc.cached_resolution("dev1", "torch", "b1-p16-g8") is not None  # ... the others keep the previous one
+    svc.resolve("dev1", "torch", "b1-p16-g8")
+    from server.db.models import Device
+    from server.services.profiles import ingest_profile
+
+    with state.db.session() as s:  # another process stores a newer table: no invalidation here
+        dev = s.query(Device).one()
+        ingest_profile(s, dev, make_table(base_ms=3.0), state.runtime.identity())
+    _time.sleep(0.06)
+    r = c.post("/v1/search", json=q)
+    assert r.status_code == 503 and "fitted" in r.json()["detail"]  # never the old fit once the refresh saw the new profile
+    assert c.post("/v1/search", json=q).status_code == 503
