@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from core.errors import ConfigError
+from core.latency import LatencyEstimate
 from core.search.accuracy import AccuracySource
 from core.search.query import Budget, SearchOutcome, ShapeResult, rank
 from core.search.shapes import LatencyView, SearchSpace, Shape
@@ -173,9 +174,9 @@ def _result(t: optuna.trial.FrozenTrial, metric: str, gen_len: int) -> ShapeResu
     key, lat = t.user_attrs.get(SHAPE_ATTR), t.user_attrs.get(LATENCY_ATTR)
     if key is None or lat is None:
         return None
-    ttft, tpot = float(lat["ttft_ms"]), float(lat["tpot_ms"])
-    value = {"tpot": tpot, "ttft": ttft, "e2e": ttft + max(0, gen_len - 1) * tpot}[metric]
-    return ShapeResult(key, int(lat["num_layers"]), t.value if t.value is not None else None, value, ttft, tpot, lat["peak_mem_mb"], bool(lat["in_range"]))
+    est = LatencyEstimate(float(lat["ttft_ms"]), float(lat["tpot_ms"]), lat["peak_mem_mb"], bool(lat["in_range"]))
+    return ShapeResult(key, int(lat["num_layers"]), t.value if t.value is not None else None, est.value(metric, gen_len), est.ttft_ms, est.tpot_ms,  # type: ignore[arg-type]
+                       est.peak_mem_mb, est.in_range, est.e2e_ms(gen_len))
 
 
 def _top_trials(study: optuna.Study, budget: Budget, gen_len: int, k: int) -> list[tuple[optuna.trial.FrozenTrial, ShapeResult]]:
