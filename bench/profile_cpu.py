@@ -186,11 +186,15 @@ def main() -> int:
     doc: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
     if doc.get("schema") != "amoeba-latency-bench-2":
         doc = {"schema": "amoeba-latency-bench-2", "flows": {}}
+    #: the bundled model's tables by engine (``tables.torch`` …), as bench/search.py and bench/service.py read them
+    doc.setdefault("tables", {})
     cache = tempfile.TemporaryDirectory(prefix="amoeba-bench-weights-")  # random weights built once per shape for every flow
     args.weights_cache = Path(cache.name)
     for flow in [f.strip() for f in args.flows.split(",") if f.strip()]:
         print(f"== {flow}", flush=True)
         doc["flows"][flow] = run_flow(flow, args, command) | {"created_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()}
+        if flow.startswith("tiny/") and "table" in doc["flows"][flow]:
+            doc["tables"][flow.removeprefix("tiny/")] = doc["flows"][flow]["table"]
         atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
         f = doc["flows"][flow]
         if "noise_floor" in f and f["noise_floor"]:
