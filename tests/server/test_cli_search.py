@@ -171,3 +171,19 @@ def test_bench_on_tiny_inputs(env: dict[str, Path], tmp_path: Path) -> None:
         assert op["evaluations_cold"] >= 1 and ex["evaluations_warm"] == 0
         assert op["time_s"]["cold"] > 0 and op["time_s"]["warm"] > 0
     assert doc["space"]["shapes"] == 12 and doc["fill"]["evaluations"] == 12
+
+
+def test_multi_constraint_budget_and_objective(env: dict[str, Path]) -> None:
+    code, out, _ = _search(env, "--budget-ms", "3.0", "--json")
+    assert code == 0, out
+    loose = json.loads(out)["answer"]["best"]
+    ttft_cap, mem_cap = loose["ttft_ms"] * 0.8, loose["peak_mem_mb"] * 0.9
+    code, out, _ = _search(env, "--budget-ms", "3.0", "--ttft-ms", str(ttft_cap), "--memory-mb", str(mem_cap), "--objective", "memory_latency", "--json")
+    assert code == 0, out
+    best = json.loads(out)["answer"]["best"]
+    assert best["ttft_ms"] <= ttft_cap and best["peak_mem_mb"] <= mem_cap and best["accuracy"] <= loose["accuracy"]
+    assert best["e2e_ms"] == pytest.approx(best["ttft_ms"] + 7 * best["tpot_ms"])  # b1-p16-g8: 8 generated tokens
+    code, _, output = _search(env, "--budget-ms", "3.0", "--objective", "memory_latency")
+    assert code == 2 and "needs a memory budget" in output
+    code, _, output = _search(env, "--budget-ms", "3.0", "--ttft-ms", "0.01")
+    assert code == 1 and "together with ttft_ms" in output
