@@ -176,7 +176,19 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="8 shapes, 1 round per pass (development)")
     ap.add_argument("--allow-busy", action="store_true", help="run even when the machine is loaded (the load is recorded)")
     ap.add_argument("--max-load", type=float, default=0.5)
+    ap.add_argument("--weights-cache", type=Path, default=None, help="keep the random weights per shape here (default: a temporary directory)")
+    ap.add_argument("--prebuild", action="store_true", help="only build the random weights of every flow's shapes into --weights-cache")
     args = ap.parse_args()
+    if args.prebuild:
+        import torch
+
+        for flow in [f.strip() for f in args.flows.split(",") if f.strip()]:
+            model = flow.partition("/")[0]
+            src = dataclasses.replace(ModelSource.open(MODELS[model]["dir"], attn_unit="kv_group", bias_modules=("attn",)), weights_cache=args.weights_cache)
+            for s in grid(model, args.quick):
+                src.build_torch(s, torch.float32)
+        print(f"built random weights into {args.weights_cache}")
+        return 0
     if load_avg()[0] > args.max_load and not args.allow_busy:
         print(f"refusing: 1-min load {load_avg()[0]} > {args.max_load} (quiet flag {QUIET_FLAG} {'present' if QUIET_FLAG.exists() else 'absent'}); "
               "use --allow-busy to measure anyway (the load is recorded)")
@@ -189,7 +201,7 @@ def main() -> int:
     #: the bundled model's tables by engine (``tables.torch`` …), as bench/search.py and bench/service.py read them
     doc.setdefault("tables", {})
     cache = tempfile.TemporaryDirectory(prefix="amoeba-bench-weights-")  # random weights built once per shape for every flow
-    args.weights_cache = Path(cache.name)
+    args.weights_cache = args.weights_cache or Path(cache.name)
     for flow in [f.strip() for f in args.flows.split(",") if f.strip()]:
         print(f"== {flow}", flush=True)
         doc["flows"][flow] = run_flow(flow, args, command) | {"created_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()}
