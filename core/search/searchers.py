@@ -144,10 +144,72 @@ class TpeSearcher(Searcher):
 
 
 class NsgaSearcher(TpeSearcher):
-    """Optuna NSGA-II (evaluates infeasible trials too, since NSGA-II learns only from completed ones)."""
+    """Optuna NSGA-II on the objective's Pareto axes (maximise the score, minimise each axis), constraints from the
+    budget; then a local polish: hill-climb from the best feasible trial over its neighbouring parameters
+    (``optuna_search.local_moves``) while that improves the objective. Returns the objective's best feasible shape."""
 
     name = "nsga2"
     sampler = "nsga2"
+
+    def search(self, problem: Problem) -> SearchOutcome:
+        import optuna
+        from optuna.trial import FixedTrial
+
+        from core.search.objectives import axis_value
+        from core.search.optuna_search import draw, local_moves, make_storage
+
+        cfg = problem.optuna or OptunaConfig()
+        obj, view, budget, g = problem.objective, problem.view, problem.budget, problem.view.gen_len
+        sampler = optuna.samplers.NSGAIISampler(seed=cfg.seed, population_size=max(4, cfg.n_startup_trials))
+        directions: list[str] = ["maximize"] + ["minimize"] * len(obj.axes)
+        study = optuna.create_study(directions=directions, sampler=sampler, storage=make_storage(cfg.storage),  # type: ignore[arg-type]
+                                    study_name=cfg.study_name, load_if_exists=cfg.study_name is not None)
+        seen: dict[str, tuple[ShapeResult, bool]] = {}
+        params: dict[str, int] = {}
+
+        def evaluate(shape: Shape, viol: dict[str, float]) -> ShapeResult:
+            if shape.key not in seen:
+                seen[shape.key] = (problem.result(shape, view.estimate(shape), problem.source.accuracy(shape)), all(v <= 0 for v in viol.values()))
+            return seen[shape.key][0]
+
+        def objective(trial: optuna.Trial) -> tuple[float, ...]:
+            shape, viol = draw(trial, problem.space, view, budget, cfg.parametrization)
+            for k, v in viol.items():
+                trial.set_constraint(k, v)
+            r = evaluate(shape, viol)
+            params.setdefault(shape.key, trial.number)
+            return (float(r.accuracy or 0.0), *(axis_value(r, a) for a in obj.axes))
+
+        study.optimize(objective, n_trials=cfg.n_trials, catch=())
+        best = obj.best(r for r, ok in seen.values() if ok)
+        if best is None:
+            return self._fallback(problem, SearchOutcome(None, [r for r, _ in seen.values()], cfg.n_trials))
+        trial = study.trials[params[best.shape]]
+        current, dists, extra = dict(trial.params), trial.distributions, 0
+        improved = True
+        while improved and extra < cfg.n_trials:  # polish, at most n_trials more evaluations
+            improved = False
+            for p in local_moves(current, dists):
+                shape, viol = draw(FixedTrial(p), problem.space, view, budget, cfg.parametrization)
+                if any(v > 0 for v in viol.values()):
+                    continue
+                extra += shape.key not in seen
+                r = evaluate(shape, viol)
+                if obj.rank(r) < obj.rank(best):
+                    best, current, improved = r, p, True
+                    break
+        assert budget.feasible(view.estimate(_shape_of(problem, best.shape)), g)
+        return SearchOutcome(best, [r for r, _ in seen.values()], cfg.n_trials + extra)
+
+
+def _shape_of(problem: Problem, key: str) -> Shape:
+    from core.search.shapes import GroupedShape
+    from core.spec import SubnetSpec
+
+    try:
+        return SubnetSpec.parse(key)
+    except ConfigError:
+        return GroupedShape.parse(key)
 
 
 def get_searcher(name: str) -> Searcher:
