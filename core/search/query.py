@@ -78,12 +78,6 @@ class Budget:
             out[name] = v - limit
         return out
 
-    @property
-    def constrained(self) -> tuple[str, ...]:
-        """Every bounded quantity: the primary metric, memory if capped, and the extra limits."""
-        q = [f"{self.metric}_ms", *(["peak_mem_mb"] if self.memory_mb is not None else []), *(k for k, _ in self.limits)]
-        return tuple(dict.fromkeys(q))
-
     def feasible(self, est: LatencyEstimate, gen_len: int) -> bool:
         """In the profiled range, within the latency budget and the memory cap."""
         return all(v <= 0 for v in self.violations(est, gen_len).values())
