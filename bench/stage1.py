@@ -30,7 +30,7 @@ from core.data.tokens import tokenize_file  # noqa: E402
 from core.elastic.model import ElasticModel  # noqa: E402
 from core.export.writer import export_subnet  # noqa: E402
 from core.model.loader import load_base_model, weights_sha256  # noqa: E402
-from core.spec import SubnetSpec  # noqa: E402
+from core.spec import SubnetSpec, format_width  # noqa: E402
 from core.strategy.calibrate import CalibrationConfig, calibrate  # noqa: E402
 
 
@@ -140,10 +140,13 @@ def main() -> None:
     load_before = _load()
     t0 = time.perf_counter()
     dp, strategy = dp_bench(a.model, calib, a.tokens, a.min_layers, a.window)
-    L = strategy.model.num_layers
-    exp = export_bench(a.model, strategy, [f"L{L}-a1-f1", f"L{L}-a0.625-f0.625", f"L{a.min_layers}-a0.75-f0.75"], a.reps)
-    dec = decode_bench(a.model, strategy, [(f"L{L}-a1-f1", f"L{L}-a0.625-f0.625"), (f"L{L}-a1-f1", f"L{L}-a1-f0.625"),
-                                           (f"L{L}-a1-f1", f"L{L}-a0.625-f1"), (f"L{a.min_layers}-a1-f1", f"L{a.min_layers}-a0.625-f0.625")],
+    L, sp = strategy.model.num_layers, strategy.space
+    # the smallest and a middle width of each ladder (5/8 and 3/4 on the default ladder; the model's own otherwise)
+    a_lo, f_lo = format_width(sp.attn_ladder[-1]), format_width(sp.widths[-1])
+    a_mid, f_mid = format_width(sp.attn_ladder[len(sp.attn_ladder) // 2]), format_width(sp.widths[len(sp.widths) // 2])
+    exp = export_bench(a.model, strategy, [f"L{L}-a1-f1", f"L{L}-a{a_lo}-f{f_lo}", f"L{a.min_layers}-a{a_mid}-f{f_mid}"], a.reps)
+    dec = decode_bench(a.model, strategy, [(f"L{L}-a1-f1", f"L{L}-a{a_lo}-f{f_lo}"), (f"L{L}-a1-f1", f"L{L}-a1-f{f_lo}"),
+                                           (f"L{L}-a1-f1", f"L{L}-a{a_lo}-f1"), (f"L{a.min_layers}-a1-f1", f"L{a.min_layers}-a{a_lo}-f{f_lo}")],
                        a.workload, a.reps)
     result = {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),

@@ -27,7 +27,8 @@ def test_stage1_bench_runs_and_reports(tmp_path: Path) -> None:
     res = json.loads(out.read_text())
     dp = res["depth_dp"]
     assert dp["same_answer"] is True and dp["with_cache"]["layer_forwards_run"] < dp["without_cache"]["layer_forwards_run"]
-    assert set(res["export"]) == {"L4-a1-f1", "L4-a0.625-f0.625", "L2-a0.75-f0.75"}
+    # 4 KV groups: attention ladder 1, 3/4, 1/2, 1/4 (the model's own); MLP 1, 7/8, 3/4, 5/8
+    assert set(res["export"]) == {"L4-a1-f1", "L4-a0.25-f0.625", "L2-a0.5-f0.75"}
     assert all(v["export_s_median"] > 0 and v["save_pretrained_s_median"] > 0 for v in res["export"].values())
     pairs = [k for k in res["decode"] if k != "workload"]
     assert len(pairs) == 4 and all(res["decode"][k]["decode_speedup"] > 0 for k in pairs)

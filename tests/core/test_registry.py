@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,13 +11,15 @@ from core.errors import ConfigError
 from core.registry import Registry
 
 
-def test_names_import_nothing_and_load_imports_once() -> None:
-    sys.modules.pop("json.decoder", None)
-    reg: Registry[type] = Registry("codec", {"json": "json.decoder:JSONDecoder", "fractions": "fractions:Fraction"}, lambda o: isinstance(o, type))
-    assert reg.names() == ["json", "fractions"] and "json" in reg and len(reg) == 2 and list(reg) == ["json", "fractions"]
-    assert "json.decoder" not in sys.modules
-    cls = reg.load("json")
-    assert cls.__name__ == "JSONDecoder" and reg.load("json") is cls
+def test_names_import_nothing_and_load_imports_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "amoeba_fake_plugin.py").write_text("class Plugin:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg: Registry[type] = Registry("codec", {"fake": "amoeba_fake_plugin:Plugin", "fractions": "fractions:Fraction"}, lambda o: isinstance(o, type))
+    assert reg.names() == ["fake", "fractions"] and "fake" in reg and len(reg) == 2 and list(reg) == ["fake", "fractions"]
+    assert "amoeba_fake_plugin" not in sys.modules
+    cls = reg.load("fake")
+    assert cls.__name__ == "Plugin" and reg.load("fake") is cls
+    monkeypatch.delitem(sys.modules, "amoeba_fake_plugin")
 
 
 def test_unknown_name_lists_the_known_ones() -> None:
