@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/amoeba fetch-model smollm2-135m
 	$(BIN)/amoeba serve
 
 test: $(STAMP)

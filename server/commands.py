@@ -62,11 +62,17 @@ def serve(
 
 
 def warm_accuracy(app: Any) -> None:
-    """Queue the accuracy table of the whole shape space so the first search does not wait for it."""
+    """Seed the accuracy table from the one the checkpoint ships, then queue whatever is still missing so the first
+    search does not wait for it."""
     from server.services import jobs
-    from server.services.accuracy import ACCURACY
+    from server.services.accuracy import ACCURACY, ACCURACY_TABLE_FILE
 
     state = app.state.amoeba
+    shipped = state.accuracy.seed(state.runtime.path / ACCURACY_TABLE_FILE)
+    if shipped:
+        console.print(f"accuracy: {shipped} shapes from the checkpoint's shipped table ({ACCURACY_TABLE_FILE})")
+    if state.accuracy.complete():
+        return
     key = state.accuracy.job_key()
     with state.db.session() as s:
         jobs.enqueue(s, ACCURACY, key, {}, rearm=True)

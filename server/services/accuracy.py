@@ -22,6 +22,8 @@ from server.services.accuracy_cache import SqlAccuracyCache
 from server.settings import Settings
 
 ACCURACY = "accuracy"
+#: the accuracy table a checkpoint may ship (a JSON accuracy cache): a cold start seeds the SQL cache from it
+ACCURACY_TABLE_FILE = "accuracy.json"
 MetricFactory = Callable[[Any], AccuracyMetric]
 """Builds the metric for an opened checkpoint (tests inject one over a fixed token stream)."""
 
@@ -140,6 +142,30 @@ class AccuracyService:
         if not self._complete:
             self._complete = self.missing() == 0
         return self._complete
+
+    def seed(self, table_file: Path) -> int:
+        """Copy the entries of a shipped accuracy table (a JSON accuracy cache, e.g. ``<checkpoint>/accuracy.json``)
+        that belong to this checkpoint, metric and metric data into the SQL cache. Returns how many were added.
+
+        Entries for another checkpoint or other evaluation data are ignored (their keys say so); a missing file
+        adds nothing.
+        """
+        from core.search.cache import JsonAccuracyCache
+
+        if not Path(table_file).is_file():
+            return 0
+        ckpt, metric, data = self.identity()
+        shipped = JsonAccuracyCache(table_file)
+        keys = [self.cached().key(shape) for shape in UniformSpace(self.space)]
+        found = shipped.get_many(keys)
+        known = self.cache.get_many(list(found))
+        added = 0
+        for key, record in found.items():
+            if key not in known and (key.checkpoint_sha256, key.metric, key.data_sha256) == (ckpt, metric, data):
+                self.cache.put(key, record)
+                added += 1
+        self._complete = False
+        return added
 
     def fill(self, on_step: Callable[[int, int], None] | None = None) -> int:
         """Evaluate every shape of the space that has no cached accuracy. Returns how many were evaluated."""

@@ -59,7 +59,7 @@ def test_settings_defaults_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     s = Settings()
     assert s.db_url() == f"sqlite:///{tmp_path / 'var' / 'amoeba.db'}" and s.artifacts_path() == tmp_path / "var" / "artifacts"
     assert s.optuna_url().endswith("var/optuna.db") and s.admin_token is None
-    assert s.checkpoint_path().name in ("amoeba-tiny-smol", "amoeba-tiny-base")
+    assert s.checkpoint_path().name in ("amoeba-smollm2-smol", "amoeba-tiny-smol", "amoeba-tiny-base")
     monkeypatch.setenv("AMOEBA_DATABASE_URL", "postgresql+psycopg://u@h/db")
     monkeypatch.setenv("AMOEBA_ADMIN_TOKEN", "s3cret-token")
     monkeypatch.setenv("AMOEBA_WORKER_THREADS", "2")
