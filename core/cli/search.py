@@ -22,8 +22,8 @@ def accuracy_cmd(
     metric: Annotated[str, typer.Option(help=METRIC_HELP)] = "ppl",
     cache: Annotated[Path, typer.Option(help="Accuracy cache file (JSON).")] = DEFAULT_CACHE,
     shapes: Annotated[str, typer.Option(help="'all' (the strategy's shape space) or comma-separated shape keys.")] = "all",
-    window: Annotated[int, typer.Option(help="ppl window in tokens (capped by the model context).")] = 256,
-    max_windows: Annotated[Optional[int], typer.Option(help="ppl: score only the first N windows.")] = None,
+    window: Annotated[int, typer.Option(help="ppl window in tokens (capped by the model context); 128 as the service and amoeba search.")] = 128,
+    max_windows: Annotated[Optional[int], typer.Option(help="ppl: score only the first N windows (0 = all); 8 as the service and amoeba search.")] = 8,
     batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 4,
     limit: Annotated[Optional[int], typer.Option(help="mc: items per task (first N, or a seeded sample with --seed).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="mc: seed of the --limit sample.")] = None,
@@ -45,7 +45,7 @@ def accuracy_cmd(
     if json_out is not None and json_out.is_dir():
         raise ValueError(f"--json-out {json_out} is a directory")
     torch.set_num_threads(threads)
-    ms = MetricSettings(window=window, max_windows=max_windows, batch_size=batch_size, calib_text=calib_text, data_dir=data_dir,
+    ms = MetricSettings(window=window, max_windows=max_windows or None, batch_size=batch_size, calib_text=calib_text, data_dir=data_dir,
                         limit=limit, seed=seed, mc_score=mc_score)
     ckpt, table = open_accuracy(AccuracySettings(checkpoint, metric, cache, ms))
     space = ckpt.strategy.space
