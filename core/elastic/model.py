@@ -123,17 +123,17 @@ class ElasticModel(nn.Module):
         lin = self.elastic_linears(layer)
         st = self.strategy
         dev = lin["o_proj"].base.weight.device
-        attn = self.decoder_layers[layer].self_attn
+        attn: nn.Module = self.decoder_layers[layer].self_attn  # type: ignore[assignment]
         if attn_w == 1.0 or st is None:
             for n in ATTN_TARGETS:
                 lin[n].restrict()
-            attn.num_key_value_groups = self.info.group_size
+            setattr(attn, "num_key_value_groups", self.info.group_size)  # noqa: B010
         else:
             q_heads, kv_heads = st.attn_heads(attn_w, layer)
             q, kv = q_rows(q_heads, self.info).to(dev), kv_rows(kv_heads, self.info).to(dev)
             # query heads per KV head of this instance's attention (fewer with ``q_head`` units); HF's attention
             # functions read it from the module, so this is per-instance state, not a patch of transformers
-            attn.num_key_value_groups = len(q_heads) // len(kv_heads)
+            setattr(attn, "num_key_value_groups", len(q_heads) // len(kv_heads))  # noqa: B010
             lin["q_proj"].restrict(out_idx=q)
             lin["k_proj"].restrict(out_idx=kv)
             lin["v_proj"].restrict(out_idx=kv)

@@ -16,19 +16,19 @@ from typing import Any
 
 from core.atomic import atomic_write_text
 from core.errors import ConfigError
+from core.registry import Registry
 from core.search.accuracy import AccuracyCache, AccuracyKey, AccuracyRecord
-from core.search.registry import load_plugin
 
 CACHE_SCHEMA_VERSION = 1
-CACHES: dict[str, str] = {
+CACHES: Registry[Any] = Registry("accuracy cache", {
     "memory": "core.search.cache:MemoryAccuracyCache",
     "json": "core.search.cache:JsonAccuracyCache",
-}
+})
 
 
 def open_cache(name: str, **kwargs: Any) -> AccuracyCache:
     """Instantiate the cache backend registered as ``name`` (e.g. ``open_cache("json", path=...)``)."""
-    cache: AccuracyCache = load_plugin(CACHES, name, "accuracy cache")(**kwargs)
+    cache: AccuracyCache = CACHES.load(name)(**kwargs)
     return cache
 
 

@@ -18,13 +18,13 @@ import torch
 
 from core.errors import ConfigError
 from core.eval.perplexity import LogitsFn
+from core.registry import Registry
 from core.search.accuracy import AccuracyMetric, AccuracyRecord
-from core.search.registry import load_plugin
 
-METRIC_FACTORIES: dict[str, str] = {
+METRIC_FACTORIES: Registry[Any] = Registry("accuracy metric", {
     "ppl": "core.search.metrics:ppl_metric",
     "mc": "core.search.metrics:mc_metric",
-}
+})
 MC_SCORES = ("acc_norm", "acc", "macro_acc")
 
 
@@ -108,7 +108,7 @@ class MetricSettings:
 def make_metric(spec: str, settings: MetricSettings, tokenizer: Any, max_len: int) -> AccuracyMetric:
     """``ppl`` or ``mc:<task>`` → the metric plugin (``ConfigError`` for unknown names or missing inputs)."""
     name, _, arg = spec.partition(":")
-    metric: AccuracyMetric = load_plugin(METRIC_FACTORIES, name, "accuracy metric")(arg, settings, tokenizer, max_len)
+    metric: AccuracyMetric = METRIC_FACTORIES.load(name)(arg, settings, tokenizer, max_len)
     return metric
 
 

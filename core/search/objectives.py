@@ -14,13 +14,13 @@ from collections.abc import Iterable, Sequence
 from typing import ClassVar, Literal
 
 from core.errors import ConfigError
+from core.registry import Registry
 from core.search.query import Budget, ShapeResult
-from core.search.registry import load_plugin
 
-OBJECTIVES: dict[str, str] = {
+OBJECTIVES: Registry[type[Objective]] = Registry("objective", {
     "accuracy": "core.search.objectives:AccuracyUnderLatency",
     "memory_latency": "core.search.objectives:AccuracyUnderMemoryAndLatency",
-}
+}, lambda obj: isinstance(obj, type) and issubclass(obj, Objective))
 
 
 def axis_value(r: ShapeResult, axis: str) -> float:
@@ -92,5 +92,5 @@ class AccuracyUnderMemoryAndLatency(Objective):
 
 def get_objective(name: str) -> Objective:
     """The objective registered as ``name`` (``ConfigError`` listing the known ones)."""
-    obj: Objective = load_plugin(OBJECTIVES, name, "objective")()
+    obj: Objective = OBJECTIVES.load(name)()
     return obj

@@ -15,19 +15,19 @@ from typing import Any, ClassVar
 
 from core.errors import ConfigError
 from core.latency import LatencyEstimate
+from core.registry import Registry
 from core.search.accuracy import AccuracySource
 from core.search.objectives import Objective
 from core.search.optuna_search import OptunaConfig
 from core.search.query import Budget, SearchOutcome, ShapeResult
-from core.search.registry import load_plugin
 from core.search.shapes import LatencyView, SearchSpace, Shape
 
-SEARCHERS: dict[str, str] = {
+SEARCHERS: Registry[type[Searcher]] = Registry("searcher", {
     "exhaustive": "core.search.searchers:ExhaustiveSearcher",
     "optuna": "core.search.searchers:TpeSearcher",
     "nsga2": "core.search.searchers:NsgaSearcher",
     "index": "core.search.searchers:IndexSearcher",
-}
+}, lambda obj: isinstance(obj, type) and issubclass(obj, Searcher))
 
 
 @dataclass
@@ -214,5 +214,5 @@ def _shape_of(problem: Problem, key: str) -> Shape:
 
 def get_searcher(name: str) -> Searcher:
     """The searcher registered as ``name`` (``ConfigError`` listing the known ones)."""
-    s: Searcher = load_plugin(SEARCHERS, name, "searcher")()
+    s: Searcher = SEARCHERS.load(name)()
     return s

@@ -110,5 +110,5 @@ def test_failed_write_leaves_the_old_file(tmp_path: Path) -> None:
 
 def test_registry() -> None:
     assert isinstance(open_cache("memory"), MemoryAccuracyCache)
-    with pytest.raises(ConfigError, match="unknown accuracy cache 'sql'; known: json, memory"):
+    with pytest.raises(ConfigError, match="unknown accuracy cache 'sql'; known: memory, json"):
         open_cache("sql")
