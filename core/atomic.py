@@ -1,8 +1,9 @@
-"""Atomic writes: a file via a temp file in the same directory, fsync and ``os.replace``; a directory via a
-staging sibling swapped in by renames."""
+"""File helpers (stdlib only): atomic writes (a file via a temp file in the same directory, fsync and
+``os.replace``; a directory via a staging sibling swapped in by renames) and the streamed sha256 of a file."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -52,3 +53,12 @@ def swap_in(tmp: Path, final: Path) -> Path:
     if old.exists():
         shutil.rmtree(old)
     return final
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, streamed in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -19,10 +19,10 @@ def calibrate_cmd(
     calib_text: Annotated[Optional[Path], typer.Option(help="Calibration text file (default: <model>/calibration.txt).")] = None,
     min_layers: Annotated[Optional[int], typer.Option(help="Smallest depth of the shape space (default: half the layers).")] = None,
     keep_last: Annotated[int, typer.Option(help="Top layers that are never removed.")] = 1,
-    widths: Annotated[Optional[str], typer.Option(help="MLP width ladder (also attention without --attn-widths), must include 1 (default: 1,7/8,3/4,5/8 snapped).")] = None,
-    attn_widths: Annotated[Optional[str], typer.Option(help="Attention width ladder (default: what the unit count allows, 1,2/3,1/3 for 3).")] = None,
+    widths: Annotated[Optional[str], typer.Option(help="MLP width ladder (also attention without --attn-widths); default 1,7/8,3/4,5/8 snapped.")] = None,
+    attn_widths: Annotated[Optional[str], typer.Option(help="Attention width ladder (default: what the unit count allows).")] = None,
     attn_unit: Annotated[str, typer.Option(help="Attention unit: kv_group (whole KV groups) or q_head (query heads inside every KV group).")] = "kv_group",
-    depth_from: Annotated[Optional[Path], typer.Option(help="Reuse this strategy's kept layers (same model and calibration windows) instead of the DP.")] = None,
+    depth_from: Annotated[Optional[Path], typer.Option(help="Reuse this strategy's kept layers instead of the DP.")] = None,
     allocation: Annotated[str, typer.Option(help="Width allocation: uniform or global.")] = "uniform",
     bias: Annotated[
         str, typer.Option(help="Compensation bias modules: attn,ffn | attn | ffn | none (default attn: bench/results/bias_compensation.json).")
@@ -97,7 +97,8 @@ def calibrate_cmd(
     console.print(f"calibration: {m['tokens_used']:,} tokens in {m['num_windows']} windows; perplexity by depth: {ppl}")
     console.print(f"layer-forwards {lf['cached']:,} with the prefix cache ({lf['uncached']:,} without); {m['wall_s']['total']:.1f} s")
     ladder = ", ".join(format_width(w) for w in sp.attn_ladder)
-    console.print(f"ladders: attention ({strategy.attn_unit}) [{ladder}], MLP [{', '.join(format_width(w) for w in sp.widths)}]; kept counts {m['kept_counts']}")
+    mlp = ", ".join(format_width(w) for w in sp.widths)
+    console.print(f"ladders: attention ({strategy.attn_unit}) [{ladder}], MLP [{mlp}]; kept counts {m['kept_counts']}")
     console.print(f"saved strategy to {out}")
 
 

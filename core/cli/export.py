@@ -113,7 +113,8 @@ def _export_gguf(spec: Any, out: Path, model: Path | None, strategy: Path | None
 
     import torch
 
-    from core.export.gguf import GGUF_DTYPES, file_sha256, parity, write_gguf
+    from core.atomic import sha256_file
+    from core.export.gguf import GGUF_DTYPES, parity, write_gguf
     from core.export.writer import export_subnet
 
     if gguf_dtype not in GGUF_DTYPES:
@@ -134,7 +135,7 @@ def _export_gguf(spec: Any, out: Path, model: Path | None, strategy: Path | None
             console.print(f"parity vs HF export on {p.tokens} tokens: max |Δlogit| {p.max_abs_diff:.3g} (logit scale {p.logit_scale:.3g}, "
                           f"relative {p.relative:.2%}), argmax agreement {p.argmax_agreement:.0%}", highlight=False)
     typer.echo(f"path: {g.path}")
-    typer.echo(f"sha256: {file_sha256(g.path)}")
+    typer.echo(f"sha256: {sha256_file(g.path)}")
     typer.echo(f"seconds: {time.perf_counter() - t0:.2f}")
     console.print(f"{spec.key}: GGUF {g.architecture} {gguf_dtype} ({res.architecture} export), tensor types {g.tensor_types}, "
                   f"{g.dropped_zero_biases} zero biases dropped, tokenizer {g.tokenizer}", highlight=False)

@@ -420,17 +420,6 @@ def summarise_gguf(path: Path, dtype: str, seconds: float) -> GGUFWriteResult:
     return GGUFWriteResult(Path(path), dtype, dict(sorted(types.items())), len(r.tensors), Path(path).stat().st_size, 0, tok, round(seconds, 3), arch)
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def llamacpp_logits(path: Path, ids: list[int], *, threads: int = 1) -> np.ndarray:
     """Logits ``[len(ids), vocab]`` of one prompt evaluated by llama.cpp (llama-cpp-python) from a GGUF file."""
     try:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from core.atomic import sha256_file
 from core.errors import AmoebaError, DataMissingError
 
 MANIFEST = "manifest.json"
@@ -15,15 +15,6 @@ MANIFEST_VERSION = 1
 
 class ExportIntegrityError(AmoebaError):
     """An exported directory does not match its manifest (missing, extra or altered files)."""
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes (streamed)."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _files(root: Path) -> list[Path]:

@@ -18,13 +18,14 @@ import torch
 from safetensors.torch import save_file
 from transformers import PretrainedConfig
 
+from core.atomic import sha256_file
 from core.elastic.model import ElasticModel
 from core.errors import ConfigError, DataMissingError, UnsupportedModelError
 from core.export.arch import choose_architecture, effective_sliding_window, subnet_config
 from core.export.atomic import atomic_directory, check_target
 from core.export.card import build_card
 from core.export.layers import LAYERS_FILE, build_model
-from core.export.manifest import MANIFEST, build_manifest, manifest_bytes, sha256_file
+from core.export.manifest import MANIFEST, build_manifest, manifest_bytes
 from core.export.slicing import SubnetPlan, SubnetTensors, plan_subnet, subnet_tensors
 from core.spec import SubnetSpec
 
@@ -76,7 +77,8 @@ def subnet_hf_config(elastic: ElasticModel, plan: SubnetPlan, st: SubnetTensors,
     sw = effective_sliding_window(elastic.hf.config, info)
     arch = choose_architecture(info.hidden_size, heads, attn_bias=st.attn_bias, mlp_bias=st.mlp_bias, sliding_window=sw)
     cfg = subnet_config(
-        elastic.hf.config, info, num_layers=len(plan.layers), kv_groups=max(plan.kv_group_counts), q_heads=max(plan.q_head_counts), ffn_channels=max(plan.ffn_channel_counts),
+        elastic.hf.config, info, num_layers=len(plan.layers), kv_groups=max(plan.kv_group_counts), q_heads=max(plan.q_head_counts),
+        ffn_channels=max(plan.ffn_channel_counts),
         attn_bias=st.attn_bias, mlp_bias=st.mlp_bias, architecture=arch, dtype=dtype,
     )
     return cfg, layers

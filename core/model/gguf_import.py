@@ -7,7 +7,6 @@ and publishes the directory atomically with an ``amoeba_import.json`` card (sour
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections import Counter
@@ -15,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from core.atomic import sha256_file
 from core.errors import ConfigError, DataMissingError, UnsupportedModelError
 
 #: GGUF ``general.architecture`` values we import (the Llama family transformers' GGUF loader knows)
@@ -33,15 +33,6 @@ class GGUFSummary:
     num_layers: int
     tensor_types: dict[str, int]
     name: str | None
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _field_value(reader: Any, key: str) -> Any:
@@ -122,7 +113,7 @@ def import_gguf(path: Path, out: Path, *, dtype: str = "float32", extra_card: di
         tokenizer.save_pretrained(str(tmp))
         card = {
             "source_file": path.name,
-            "source_sha256": file_sha256(path),
+            "source_sha256": sha256_file(path),
             "gguf": asdict(summary) | {"path": path.name},
             "dtype": dtype,
             "transformers_version": transformers.__version__,

