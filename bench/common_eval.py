@@ -249,9 +249,9 @@ def train_checkpoint(cfg: FinetuneConfig, base_dir: Path, strategy_dir: Path, co
     is the base directory's."""
     from core.checkpoint import save_checkpoint
     from core.eval.target import load_tokenizer
-    from core.smol.assemble import build_trainee, resolve_base_dtype
     from core.finetune.data import finetune_splits
     from core.finetune.recipe import finetune
+    from core.smol.assemble import build_trainee, resolve_base_dtype
 
     if not (Path(corpus_dir) / "train.txt").is_file():
         raise DataMissingError(f"corpus directory {corpus_dir} has no train.txt")

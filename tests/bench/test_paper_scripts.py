@@ -32,9 +32,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from transformers import AutoTokenizer
 
     from core.checkpoint import save_checkpoint
-    from core.smol.assemble import build_trainee
     from core.finetune.config import FinetuneConfig
     from core.model.loader import load_base_model, weights_sha256
+    from core.smol.assemble import build_trainee
     from core.smol.config import SmolConfig
     from core.strategy.calibrate import CalibrationConfig, calibrate
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from core.errors import ConfigError
-from core.smol.assemble import Trainee, build_trainee, resolve_base_dtype
 from core.finetune.config import FinetuneConfig
 from core.finetune.recipe import StepInfo, finetune
 from core.model.loader import ModelInfo, weights_sha256
+from core.smol.assemble import Trainee, build_trainee, resolve_base_dtype
 from core.smol.config import SmolConfig
 from core.strategy.schema import Strategy, naive_strategy
 from tests.conftest import make_tiny
