@@ -19,9 +19,9 @@ import torch
 from core.data.tokens import random_windows
 from core.elastic.model import TARGETS, ElasticModel
 from core.errors import ConfigError
-from core.smol.assemble import freeze_base
 from core.finetune.step import sandwich_step
 from core.pretrain.schedule import cosine_with_warmup
+from core.smol.assemble import freeze_base
 from core.smol.attach import SmolAdapters, attach_smol
 from core.smol.config import SmolConfig
 from core.spec import SubnetSpec

@@ -45,11 +45,11 @@ def finetune_cmd(
     from core.checkpoint import save_checkpoint
     from core.data.corpus import prepare_corpus
     from core.data.paths import data_dir as resolve_data_dir
-    from core.smol.assemble import build_trainee, resolve_base_dtype
     from core.finetune.config import FinetuneConfig
     from core.finetune.data import finetune_splits
     from core.finetune.distributed import init_from_env
     from core.finetune.recipe import StepInfo, finetune
+    from core.smol.assemble import build_trainee, resolve_base_dtype
     from core.smol.config import SmolConfig
     from core.strategy.schema import Strategy
 

@@ -12,7 +12,6 @@ import torch
 
 from core.data.tokens import random_windows
 from core.errors import ConfigError
-from core.smol.assemble import Trainee
 from core.finetune.config import FinetuneConfig
 from core.finetune.distributed import DistContext, shard, wrap
 from core.finetune.losses import next_token_ce
@@ -20,6 +19,7 @@ from core.finetune.sampler import sandwich_shapes
 from core.finetune.state import has_run_state, load_run_state, read_run_meta, save_run_state
 from core.finetune.step import ShapeLoss, sandwich_step
 from core.pretrain.schedule import cosine_with_warmup
+from core.smol.assemble import Trainee
 
 EVAL_STEP_OFFSET = 10_000_000
 
