@@ -15,6 +15,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Amoeba: one 
 COMMAND_MODULES = (
     "core.cli.pretrain",
     "core.cli.calibrate",
+    "core.cli.gguf",
     "core.cli.export",
     "core.cli.evaluate",
     "core.cli.finetune",
