@@ -130,7 +130,8 @@ def run_flow(flow: str, args: argparse.Namespace, command: str) -> dict[str, Any
     wl = Workload(wl.batch, wl.prompt_len, wl.gen_len, dtype)
     m = MODELS[model]
     cpus = tuple(int(c) for c in args.cpu.split(",")) if args.cpu else None
-    settings = MeasureSettings(warmup=m["warmup"], repetitions=m["repetitions"], rounds=1 if args.quick else m["rounds"], passes=2, threads=1,
+    rounds = 1 if args.quick else (args.rounds or m["rounds"])
+    settings = MeasureSettings(warmup=m["warmup"], repetitions=m["repetitions"], rounds=rounds, passes=2, threads=1,
                                busy_retries=args.busy_retries, cpu_affinity=cpus)
     prof = get_profiler(engine, settings)
     reason = prof.unavailable_reason()
@@ -177,6 +178,7 @@ def main() -> int:
     ap.add_argument("--allow-busy", action="store_true", help="run even when the machine is loaded (the load is recorded)")
     ap.add_argument("--max-load", type=float, default=0.5)
     ap.add_argument("--busy-retries", type=int, default=2, help="re-measurements of a contended round before it is marked busy")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds per pass (default: the model's, tiny 2, smollm2 1)")
     ap.add_argument("--weights-cache", type=Path, default=None, help="keep the random weights per shape here (default: a temporary directory)")
     ap.add_argument("--prebuild", action="store_true", help="only build the random weights of every flow's shapes into --weights-cache")
     args = ap.parse_args()
