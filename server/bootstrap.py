@@ -83,8 +83,10 @@ def profile_local_device(db: Database, settings: Settings, on_shape: OnShape | N
     ckpt = settings.checkpoint_path()
     strategy = Strategy.load(ckpt / "strategy")
     space = strategy.space
-    src = ModelSource.open(base_model_dir(ckpt), bias_modules=strategy.bias_modules)  # as an export of this checkpoint
-    specs = grid_shapes(src, GridOptions(min_layers=space.min_layers, widths=space.widths, max_shapes=settings.bootstrap_max_shapes))
+    # as an export of this checkpoint: its compensation biases, attention unit and both of its ladders
+    src = ModelSource.open(base_model_dir(ckpt), bias_modules=strategy.bias_modules, attn_unit=strategy.attn_unit)
+    grid = GridOptions(min_layers=space.min_layers, widths=space.widths, attn_widths=space.attn_ladder, max_shapes=settings.bootstrap_max_shapes)
+    specs = grid_shapes(src, grid)
     specs = [sp for sp in specs if _in_space(space, sp)]  # uploads must lie in the checkpoint's space (its own attention ladder)
     profiler = get_profiler(settings.bootstrap_engine, MeasureSettings(warmup=1, repetitions=settings.bootstrap_repetitions,
                                                                         threads=settings.torch_threads))
