@@ -192,21 +192,22 @@ class GroupedSpace:
             raise ConfigError(f"{self.groups} layer groups need min_layers >= {self.groups}, got {self.base.min_layers}")
 
     def __iter__(self) -> Iterator[Shape]:
-        w, g = self.base.widths, self.groups
+        wa, wf, g = self.base.attn_ladder, self.base.widths, self.groups
         for n in range(self.base.max_layers, self.base.min_layers - 1, -1):
-            for a in itertools.product(w, repeat=g):
-                for f in itertools.product(w, repeat=g):
+            for a in itertools.product(wa, repeat=g):
+                for f in itertools.product(wf, repeat=g):
                     yield self.at_depth((a, f), n)
 
     def __len__(self) -> int:
-        return (self.base.max_layers - self.base.min_layers + 1) * len(self.base.widths) ** (2 * self.groups)
+        depths = self.base.max_layers - self.base.min_layers + 1
+        return depths * (len(self.base.attn_ladder) * len(self.base.widths)) ** self.groups
 
     def _name(self, module: str, g: int) -> str:
         return f"{module}_idx" if self.groups == 1 else f"{module}_idx_{g}"
 
     def suggest_widths(self, trial: optuna.trial.BaseTrial) -> Widths:
-        w = self.base.widths
-        a = tuple(w[trial.suggest_int(self._name("attn", g), 0, len(w) - 1)] for g in range(self.groups))
+        wa, w = self.base.attn_ladder, self.base.widths
+        a = tuple(wa[trial.suggest_int(self._name("attn", g), 0, len(wa) - 1)] for g in range(self.groups))
         f = tuple(w[trial.suggest_int(self._name("ffn", g), 0, len(w) - 1)] for g in range(self.groups))
         return a, f
 
@@ -220,7 +221,7 @@ class GroupedSpace:
     def describe(self) -> dict[str, Any]:
         b = self.base
         d: dict[str, Any] = {"kind": "uniform" if self.groups == 1 else "grouped", "min_layers": b.min_layers, "max_layers": b.max_layers,
-                             "widths": list(b.widths)}
+                             "widths": list(b.widths), "attn_widths": list(b.attn_ladder)}
         if self.groups > 1:
             d["groups"] = self.groups
         return d

@@ -123,3 +123,14 @@ def test_calibrate_q_head_and_reuse_depth() -> None:
     assert again.meta["dp_evaluations"] == first.meta["dp_evaluations"] and "depth_reused_from" in again.meta
     with pytest.raises(StrategyError, match="calibrated on other tokens"):
         calibrate(model, info, "sha", tokens[16:], cfg, reuse_depth=first)
+
+
+def test_search_space_uses_the_attention_ladder() -> None:
+    """Regression: UniformSpace enumerated the MLP ladder for attention too (256 shapes instead of 192 on SmolLM2's
+    ladders, so the shipped accuracy table seeded only the a1 third of the space)."""
+    from core.search.shapes import UniformSpace
+
+    sp = ShapeSpace(30, 15, (1.0, 0.875, 0.75, 0.625), (1.0, 2 / 3, 1 / 3))
+    shapes = list(UniformSpace(sp))
+    assert len(shapes) == len(UniformSpace(sp)) == len(sp) == 192
+    assert {s.key for s in shapes} == {s.key for s in sp}
