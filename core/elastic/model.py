@@ -4,6 +4,9 @@ Depth is handled by running only the kept decoder layers (our own loop over the 
 ``ElasticLinear`` slices of q/k/v/o (whole KV groups, or query heads inside every group) and gate/up/down
 (MLP channels). Nothing in
 transformers is patched: the wrapped model's linears are replaced on this instance only.
+
+The shape comes from a ``SliceIndex`` (a Stage 1 ``Strategy`` is one); each layer records the slice it runs
+(``LayerSlice``) and ``get_active_subnet`` reads those slices and the merged weights back (``core.elastic.subnet``).
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 
+from core.elastic.index import SliceIndex
 from core.elastic.linear import ElasticLinear
+from core.elastic.subnet import ActiveSubnet, LayerSlice, active_subnet
 from core.errors import ConfigError
 from core.model.loader import ModelInfo
 from core.spec import SubnetSpec
-from core.strategy.schema import Strategy
 
 ATTN_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
@@ -56,13 +60,10 @@ def kv_rows(groups: list[int] | tuple[int, ...], info: ModelInfo) -> torch.Tenso
 class ElasticModel(nn.Module):
     """Wraps a loaded HF model; ``set_shape`` activates a shape, ``forward`` returns logits ``[B, T, V]``."""
 
-    def __init__(self, hf_model: PreTrainedModel, strategy: Strategy | None = None) -> None:
+    def __init__(self, hf_model: PreTrainedModel, strategy: SliceIndex | None = None) -> None:
         super().__init__()
         self.hf = hf_model
         self.info = ModelInfo.from_config(hf_model.config)
-        if strategy is not None:
-            strategy.check_model(self.info)
-        self.strategy = strategy
         for layer in self.decoder_layers:
             for name in ATTN_TARGETS:
                 lin = getattr(layer.self_attn, name)
@@ -74,6 +75,23 @@ class ElasticModel(nn.Module):
                     setattr(layer.mlp, name, ElasticLinear(lin))
         self.spec = SubnetSpec(self.info.num_layers, 1.0, 1.0)
         self.active_layers: tuple[int, ...] = tuple(range(self.info.num_layers))
+        self.slices: dict[int, LayerSlice] = {}  # the slice each layer runs, recorded on activation
+        self._strategy: SliceIndex | None = None
+        self.strategy = strategy
+
+    @property
+    def strategy(self) -> SliceIndex | None:
+        """The index shapes are activated from (``None``: only the full shape exists)."""
+        return self._strategy
+
+    @strategy.setter
+    def strategy(self, strategy: SliceIndex | None) -> None:
+        """Use another index (checked against the model); the full shape is active afterwards."""
+        if strategy is not None:
+            strategy.check_model(self.info)
+        self._strategy = strategy
+        self.slices = {}
+        self.set_shape(SubnetSpec(self.info.num_layers, 1.0, 1.0))
 
     @property
     def decoder_layers(self) -> nn.ModuleList:
@@ -99,10 +117,18 @@ class ElasticModel(nn.Module):
             s = self.strategy.space.validate(s)
             layers = self.strategy.kept_layers(s.num_layers)
         self.active_layers = layers
-        for i in range(self.info.num_layers):
+        for i in layers:
             self._set_layer_width(i, s.attn_width, s.ffn_width)
         self.spec = s
         return s
+
+    def get_active_subnet(self, dtype: torch.dtype = torch.float32) -> ActiveSubnet:
+        """The active shape as ``(config, state_dict)``: kept layers renumbered, slices taken, adapters merged.
+
+        Reads what the layers run (their ``LayerSlice`` and merged weights); nothing is re-derived or changed.
+        ``NonFiniteWeightError`` names the first tensor with a NaN or inf.
+        """
+        return active_subnet(self, dtype)
 
     def set_layer_widths(self, widths: Mapping[int, tuple[float, float]]) -> None:
         """Override ``(attn_width, ffn_width)`` of some layers after ``set_shape`` (per-layer-group search).
@@ -120,6 +146,13 @@ class ElasticModel(nn.Module):
             self._set_layer_width(layer, a, f)
 
     def _set_layer_width(self, layer: int, attn_w: float, ffn_w: float) -> None:
+        """Restrict ``layer``'s linears to the widths (a no-op when it already runs them); record its slice.
+
+        Layers outside the active shape keep the slice they last ran.
+        """
+        old = self.slices.get(layer)
+        if old is not None and (old.attn_width, old.ffn_width) == (attn_w, ffn_w):
+            return
         lin = self.elastic_linears(layer)
         st = self.strategy
         dev = lin["o_proj"].base.weight.device
@@ -128,6 +161,7 @@ class ElasticModel(nn.Module):
             for n in ATTN_TARGETS:
                 lin[n].restrict()
             setattr(attn, "num_key_value_groups", self.info.group_size)  # noqa: B010
+            q_heads, kv_heads = tuple(range(self.info.num_heads)), tuple(range(self.info.num_kv_heads))
         else:
             q_heads, kv_heads = st.attn_heads(attn_w, layer)
             q, kv = q_rows(q_heads, self.info).to(dev), kv_rows(kv_heads, self.info).to(dev)
@@ -141,21 +175,25 @@ class ElasticModel(nn.Module):
         if ffn_w == 1.0 or st is None:
             for n in MLP_TARGETS:
                 lin[n].restrict()
+            channels: tuple[int, ...] = tuple(range(self.info.intermediate_size))
         else:
-            ch = torch.tensor(st.ffn_channels(ffn_w, layer), dtype=torch.long, device=dev)
+            channels = tuple(st.ffn_channels(ffn_w, layer))
+            ch = torch.tensor(channels, dtype=torch.long, device=dev)
             lin["gate_proj"].restrict(out_idx=ch)
             lin["up_proj"].restrict(out_idx=ch)
             lin["down_proj"].restrict(in_idx=ch, extra_bias=_to(st.bias("ffn", ffn_w, layer), lin["down_proj"].base.weight))
+        self.slices[layer] = LayerSlice(layer, attn_w, ffn_w, tuple(q_heads), tuple(kv_heads), channels)
 
     # ---- forward pieces (the DP and calibration use these directly) -----------------------------
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Token embeddings ``[B, T, H]``."""
         return self.hf.model.embed_tokens(input_ids)  # type: ignore[no-any-return]
 
-    def context(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> ForwardContext:
-        """Rotary embeddings and masks for a batch whose embeddings are ``hidden`` ``[B, T, H]``."""
+    def context(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None) -> ForwardContext:
+        """Rotary embeddings and masks for a batch whose embeddings are ``hidden`` ``[B, T, H]``; a 4D
+        ``attention_mask`` is used as given, ``position_ids`` ``[B, T]`` default to ``0..T-1``."""
         cfg = self.hf.config
-        pos = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+        pos = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0) if position_ids is None else position_ids
         kwargs = dict(config=cfg, inputs_embeds=hidden, attention_mask=attention_mask, cache=None, position_ids=pos)
         masks: dict[str, torch.Tensor | None] = {"full_attention": create_causal_mask(**kwargs)}  # type: ignore[arg-type]
         if getattr(cfg, "sliding_window", None) is not None and self.info.model_type == "mistral":
@@ -175,6 +213,17 @@ class ElasticModel(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final norm and LM head: ``[B, T, H]`` → ``[B, T, V]``."""
         return self.hf.lm_head(self.hf.model.norm(hidden))  # type: ignore[no-any-return]
+
+    def final_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        """Hidden states after the final norm ``[B, T, H]`` with a custom 4D additive mask ``[B, 1, T, T]`` and
+        positions ``[B, T]`` (packed multiple-choice scoring, ``core.eval.packing.PackedLM``)."""
+        h = self.embed(input_ids)
+        ctx = self.context(h, attention_mask.to(h.dtype), position_ids)
+        return self.hf.model.norm(self.run_layers(h, self.active_layers, ctx))  # type: ignore[no-any-return]
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LM head only: ``[..., H]`` → ``[..., V]``."""
+        return self.hf.lm_head(hidden)  # type: ignore[no-any-return]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``[B, T, V]`` of the active shape."""

@@ -6,6 +6,10 @@ Choice ``j`` of an item is scored as ``sum log P(continuation_j tokens | context
   text without the leading delimiter space, the denominator lm-eval-harness uses; for ASCII text, bytes = chars).
 Ties go to the lowest index (``argmax``). Standard items share one context and differ in the continuation;
 partial-scoring items (WinoGrande) differ in the context and share the continuation.
+
+Models that implement ``PackedLM`` (``ElasticModel``, ``HFCausalLM``) are scored one item per row with the common
+prefix of its choices computed once and the LM head applied only at scored positions (``core.eval.packing``);
+plain logits functions get one sequence per distinct input. Both give the same log-likelihoods.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 
 from core.errors import ConfigError
 from core.eval.encoding import bos_prefix, encode_pair
+from core.eval.packing import PackedLM, PackedRow, batch_tensors, pack_item, segment_mask
 from core.eval.perplexity import LogitsFn
 
 ProgressFn = Callable[[int, int], None]
@@ -148,8 +153,64 @@ def _score_batch(logits_fn: LogitsFn, batch: list[list[_Request]], device: torch
     return out
 
 
+def _score_packed(lm: PackedLM, rows: list[PackedRow], device: torch.device | str | None) -> list[tuple[int, int, float]]:
+    """One forward over packed ``rows`` → ``(item, choice, log-likelihood)`` for every scored span."""
+    ids, pos = batch_tensors(rows)
+    mask = segment_mask(rows, ids.shape[1])
+    if device is not None:
+        ids, pos, mask = ids.to(device), pos.to(device), mask.to(device)
+    hidden = lm.final_hidden(ids, mask, pos)
+    if hidden.dim() != 3 or hidden.shape[:2] != ids.shape:
+        raise ConfigError(f"final_hidden returned shape {tuple(hidden.shape)} for input {tuple(ids.shape)}; expected [B, T, H]")
+    spans = [(b, s) for b, r in enumerate(rows) for s in r.spans]
+    b_idx = torch.tensor([b for b, s in spans for _ in s.rows], dtype=torch.long, device=hidden.device)
+    t_idx = torch.tensor([t for _, s in spans for t in s.rows], dtype=torch.long, device=hidden.device)
+    tgt = torch.tensor([t for _, s in spans for t in s.targets], dtype=torch.long, device=hidden.device)
+    lp = torch.log_softmax(lm.head(hidden[b_idx, t_idx]).float(), dim=-1)  # [N, V], scored positions only
+    picked = lp.gather(1, tgt.unsqueeze(1)).squeeze(1).tolist()
+    out, k = [], 0
+    for _, s in spans:
+        out.append((s.item, s.choice, float(sum(picked[k : k + len(s.rows)]))))
+        k += len(s.rows)
+    return out
+
+
+def _loglikelihoods_packed(lm: PackedLM, requests: list[_Request], batch_size: int,
+                           on_progress: ProgressFn | None, device: torch.device | str | None) -> dict[tuple[int, int], float]:
+    by_item: dict[int, list[_Request]] = {}
+    for r in requests:
+        by_item.setdefault(r.item, []).append(r)
+    rows = [pack_item(i, [r.tokens for r in rs], [r.targets for r in rs]) for i, rs in by_item.items()]
+    choice_of = {(i, k): r.choice for i, rs in by_item.items() for k, r in enumerate(rs)}
+    rows.sort(key=lambda r: -len(r))
+    out: dict[tuple[int, int], float] = {}
+    for start in range(0, len(rows), batch_size):
+        for item, k, v in _score_packed(lm, rows[start : start + batch_size], device):
+            out[(item, choice_of[(item, k)])] = v
+        if on_progress is not None:
+            on_progress(min(start + batch_size, len(rows)), len(rows))
+    return out
+
+
+def _loglikelihoods_plain(logits_fn: LogitsFn, requests: list[_Request], batch_size: int,
+                          on_progress: ProgressFn | None, device: torch.device | str | None) -> dict[tuple[int, int], float]:
+    groups: dict[tuple[int, ...], list[_Request]] = {}
+    for r in requests:
+        groups.setdefault(r.tokens, []).append(r)
+    order = sorted(groups.values(), key=lambda g: -len(g[0].tokens))
+    out: dict[tuple[int, int], float] = {}
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        for group, vals in zip(batch, _score_batch(logits_fn, batch, device), strict=True):
+            for r, v in zip(group, vals, strict=True):
+                out[(r.item, r.choice)] = v
+        if on_progress is not None:
+            on_progress(min(start + batch_size, len(order)), len(order))
+    return out
+
+
 def score_items(
-    logits_fn: LogitsFn,
+    model: LogitsFn | PackedLM,
     tokenizer: Any,
     items: Sequence[MultipleChoiceItem],
     max_len: int,
@@ -158,30 +219,30 @@ def score_items(
     add_bos: bool | None = None,
     on_progress: ProgressFn | None = None,
     device: torch.device | str | None = None,
+    packed: bool | None = None,
 ) -> list[ItemScore]:
-    """Score every choice of every item (``batch_size`` sequences per forward, longest first) → ``ItemScore``s.
+    """Score every choice of every item → ``ItemScore``s.
 
-    ``max_len``: the model context; longer inputs lose tokens on the left. ``add_bos=None`` follows the
-    tokenizer's default (``bos_prefix``). Choices whose model input is identical (e.g. one-token answers such as
-    MMLU's letters) share one forward pass. ``on_progress(done, total)`` counts distinct inputs.
+    ``model``: a ``PackedLM`` (scored packed: ``batch_size`` items per forward, longest first) or a plain logits
+    function ``[B, T]`` → ``[B, T, V]`` (``batch_size`` distinct inputs per forward; choices with identical inputs,
+    e.g. MMLU's one-letter answers, share one). ``packed=False`` forces the plain path on a ``PackedLM``.
+    ``max_len``: the model context; longer inputs lose tokens on the left. ``add_bos=None`` follows the tokenizer's
+    default (``bos_prefix``). ``on_progress(done, total)`` counts rows (items packed, distinct inputs plain).
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    groups: dict[tuple[int, ...], list[_Request]] = {}
-    for r in build_requests(tokenizer, items, max_len, add_bos):
-        groups.setdefault(r.tokens, []).append(r)
-    order = sorted(groups.values(), key=lambda g: -len(g[0].tokens))
-    ll = [[0.0] * it.num_choices for it in items]
+    use_packed = isinstance(model, PackedLM) if packed is None else packed
+    if use_packed and not isinstance(model, PackedLM):
+        raise ConfigError(f"packed scoring needs a PackedLM (final_hidden + head), got {type(model).__name__}")
+    requests = build_requests(tokenizer, items, max_len, add_bos)
     with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            for group, vals in zip(batch, _score_batch(logits_fn, batch, device), strict=True):
-                for r, v in zip(group, vals, strict=True):
-                    ll[r.item][r.choice] = v
-            if on_progress is not None:
-                on_progress(min(start + batch_size, len(order)), len(order))
+        if use_packed:
+            ll = _loglikelihoods_packed(model, requests, batch_size, on_progress, device)  # type: ignore[arg-type]
+        else:
+            ll = _loglikelihoods_plain(model, requests, batch_size, on_progress, device)  # type: ignore[arg-type]
     scores = []
-    for it, lls in zip(items, ll, strict=True):
+    for i, it in enumerate(items):
+        lls = [ll[(i, j)] for j in range(it.num_choices)]
         normed = [v / n for v, n in zip(lls, it.norm_bytes, strict=True)]
         scores.append(ItemScore(tuple(lls), it.gold, _argmax(lls), _argmax(normed), it.subject))
     return scores
@@ -224,7 +285,7 @@ def summarize(task: str, scores: Sequence[ItemScore], items: Sequence[MultipleCh
     )
 
 
-def evaluate_items(task: str, logits_fn: LogitsFn, tokenizer: Any, items: Sequence[MultipleChoiceItem], max_len: int, **kw: Any) -> TaskResult:
+def evaluate_items(task: str, logits_fn: LogitsFn | PackedLM, tokenizer: Any, items: Sequence[MultipleChoiceItem], max_len: int, **kw: Any) -> TaskResult:
     """``score_items`` then ``summarize``."""
     if not items:
         raise ConfigError(f"{task}: no items to evaluate")

@@ -38,6 +38,25 @@ def load_tokenizer(tokenizer_dir: Path) -> Any:
     return AutoTokenizer.from_pretrained(str(d))
 
 
+class HFCausalLM:
+    """A stock HF causal LM as a logits function ``[B, T]`` → ``[B, T, V]`` and as a ``PackedLM``."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=ids, use_cache=False).logits  # type: ignore[no-any-return]
+
+    def final_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        """Last hidden state (after the final norm) with a 4D additive mask ``[B, 1, T, T]`` and positions ``[B, T]``."""
+        out = self.model.model(input_ids=input_ids, attention_mask=attention_mask.to(self.model.dtype), position_ids=position_ids, use_cache=False)
+        return out.last_hidden_state  # type: ignore[no-any-return]
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LM head ``[..., H]`` → ``[..., V]``."""
+        return self.model.lm_head(hidden)  # type: ignore[no-any-return]
+
+
 def _max_positions(config: Any) -> int:
     return int(getattr(config, "max_position_embeddings", None) or 2048)
 
@@ -55,11 +74,7 @@ def open_hf_target(model_dir: Path, tokenizer_dir: Path | None = None, shape: st
     except (OSError, ValueError, KeyError) as e:
         raise UnsupportedModelError(f"cannot load {model_dir} as a causal LM: {e}") from None
     model.eval()
-
-    def logits_fn(ids: torch.Tensor) -> torch.Tensor:
-        return model(input_ids=ids, use_cache=False).logits  # type: ignore[no-any-return]
-
-    return EvalTarget(logits_fn, tok, _max_positions(model.config), shape, {"kind": "hf", "model": str(model_dir)})
+    return EvalTarget(HFCausalLM(model), tok, _max_positions(model.config), shape, {"kind": "hf", "model": str(model_dir)})
 
 
 def open_elastic_target(model_dir: Path, strategy_dir: Path, shape: str | None = None, tokenizer_dir: Path | None = None) -> EvalTarget:
