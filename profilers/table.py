@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator, model_validator
 
 from core.atomic import atomic_write_text
 from core.errors import ConfigError
@@ -24,7 +24,11 @@ SCHEMA_VERSION: Literal[1] = 1
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Every table model: unknown fields rejected, no NaN / ±inf anywhere, no type coercion (``"2.0"`` is not a number,
+    ``1`` not a bool, ``3.0`` not an int; an int is a float). JSON arrays stay fine for tuples: those fields (and the CPU
+    lists) are lax containers of strict items."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class Stat(_Strict):
@@ -63,11 +67,11 @@ class DeviceFacts(_Strict):
     jetpack: str | None = None
     power_mode: str | None = None
     clocks_mhz: dict[str, float] = Field(default_factory=dict)
-    load_avg_start: tuple[float, float, float]
-    load_avg_end: tuple[float, float, float]
+    load_avg_start: tuple[StrictFloat, StrictFloat, StrictFloat] = Field(strict=False)
+    load_avg_end: tuple[StrictFloat, StrictFloat, StrictFloat] = Field(strict=False)
     os: str = ""
     #: CPUs the measuring process was pinned to (``None``: not recorded)
-    cpu_affinity: list[int] | None = None
+    cpu_affinity: list[StrictInt] | None = Field(default=None, strict=False)
 
 
 class EngineFacts(_Strict):
@@ -149,7 +153,7 @@ class ProtocolFacts(_Strict):
     warmup: int = Field(ge=0)
     repetitions: int = Field(ge=1)
     threads: int = Field(ge=1)
-    cpu_affinity: list[int] | None = None
+    cpu_affinity: list[StrictInt] | None = Field(default=None, strict=False)
     statistic: str = "median of round medians"
     order: str = "rotated by one shape per round"
     busy_policy: str = "mark"

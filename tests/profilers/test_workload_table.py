@@ -92,3 +92,53 @@ def test_table_model_imports_without_torch() -> None:
     code = "import sys, profilers.table, profilers.workload; assert 'torch' not in sys.modules, 'torch imported'"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda d: d["rows"][0].update(ttft_ms={"median": float("inf"), "p90": float("inf"), "std": 0.1, "repetitions": 3}), "rows.0.ttft_ms.median"),
+        (lambda d: d["rows"][0].update(tpot_ms={"median": 2.0, "p90": 2.5, "std": 0.1, "repetitions": 3, "pass_medians": [2.0, float("nan")]}),
+         "rows.0.tpot_ms.pass_medians.1"),
+        (lambda d: d["device"].update(load_avg_start=[float("nan"), 0.2, 0.3]), "device.load_avg_start.0"),
+        (lambda d: d["device"].update(clocks_mhz={"cpu0": float("inf")}), "device.clocks_mhz.cpu0"),
+        (lambda d: d["rows"][0].update(contention=float("inf")), "rows.0.contention"),
+        (lambda d: d.update(protocol={"passes": 2, "rounds_per_pass": 1, "warmup": 1, "repetitions": 2, "threads": 1, "busy_tolerance": float("nan")}),
+         "protocol.busy_tolerance"),
+    ],
+)
+def test_non_finite_numbers_are_rejected_naming_the_field(edit, field: str) -> None:
+    d = table_dict()
+    edit(d)
+    with pytest.raises(TableError, match=field.replace(".", r"\.") + ": Input should be a finite number"):
+        parse_table(d)
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda d: d["rows"][0].update(ttft_ms={"median": "2.0", "p90": 2.5, "std": 0.1, "repetitions": 3}), "rows.0.ttft_ms.median"),
+        (lambda d: d["rows"][0].update(ttft_ms={"median": 2.0, "p90": 2.5, "std": 0.1, "repetitions": 3.0}), "rows.0.ttft_ms.repetitions"),
+        (lambda d: d["rows"][0].update(num_layers="4"), "rows.0.num_layers"),
+        (lambda d: d["rows"][0].update(busy="yes"), "rows.0.busy"),
+        (lambda d: d["rows"][0].update(busy=1), "rows.0.busy"),
+        (lambda d: d["device"].update(cpu_count=True), "device.cpu_count"),
+        (lambda d: d["device"].update(load_avg_start=["0.1", 0.2, 0.3]), "device.load_avg_start.0"),
+        (lambda d: d["engine"].update(version=2.13), "engine.version"),
+    ],
+)
+def test_types_are_strict_no_coercion(edit, field: str) -> None:
+    d = table_dict()
+    edit(d)
+    with pytest.raises(TableError, match=field.replace(".", r"\.")):
+        parse_table(d)
+
+
+def test_strict_table_still_reads_json_arrays_and_ints_for_floats(tmp_path) -> None:
+    d = table_dict()
+    d["rows"][0]["ttft_ms"] = {"median": 2, "p90": 3, "std": 0, "repetitions": 3, "pass_medians": [2, 2]}
+    d["device"]["cpu_affinity"] = [1]
+    t = parse_table(json.dumps(d))
+    assert t.device.load_avg_start == (0.1, 0.2, 0.3) and t.rows[0].ttft_ms.median == 2.0 and t.device.cpu_affinity == [1]
+    save_table(t, tmp_path / "t.json")
+    assert load_table(tmp_path / "t.json") == t
