@@ -142,15 +142,16 @@ def config_mismatch(a: FinetuneConfig, b: FinetuneConfig) -> list[str]:
 
 
 def ablation_shapes(space: ShapeSpace, between: int = 3) -> list[SubnetSpec]:
-    """Largest, ``between`` shapes evenly in between (depth and width shrink together), smallest; no duplicates."""
+    """Largest, ``between`` shapes evenly in between (depth and both widths shrink together, each width along its own
+    ladder: attention ``space.attn_ladder``, MLP ``space.widths``), smallest; no duplicates."""
     if between < 0:
         raise ConfigError(f"--between must be >= 0, got {between}")
-    ladder, lo, hi = space.widths, space.min_layers, space.max_layers
+    attn, ffn, lo, hi = space.attn_ladder, space.widths, space.min_layers, space.max_layers
     out: list[SubnetSpec] = []
     for k in range(between + 2):
         t = k / (between + 1)
-        w = ladder[round(t * (len(ladder) - 1))]
-        spec = SubnetSpec(round(hi - t * (hi - lo)), w, w)
+        a, f = attn[round(t * (len(attn) - 1))], ffn[round(t * (len(ffn) - 1))]
+        spec = SubnetSpec(round(hi - t * (hi - lo)), a, f)
         if spec not in out:
             out.append(spec)
     return out
