@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from core.atomic import staging_dir, swap_in
+from core.atomic import atomic_directory
 from core.data.paths import REPO_ROOT
 from core.elastic.model import ElasticModel
 from core.errors import AmoebaError
@@ -106,9 +106,6 @@ def tokenizer_dir_of(model_dir: Path) -> Path | None:
 def save_checkpoint(out_dir: Path, trainee: Trainee, base_dir: Path, training: dict[str, Any], *, step: int, tokens_seen: int) -> Path:
     """Write the checkpoint directory atomically (temp dir + rename; an existing one is replaced)."""
     out_dir = Path(out_dir)
-    tmp = staging_dir(out_dir)
-    trainee.strategy.save(tmp / STRATEGY_DIR)
-    save_file({k: v.detach().cpu().float().contiguous() for k, v in trainee.smol.state_dict().items()}, str(tmp / ADAPTERS_FILE))
     doc = {
         "schema_version": SCHEMA_VERSION,
         "kind": "amoeba",
@@ -118,8 +115,11 @@ def save_checkpoint(out_dir: Path, trainee: Trainee, base_dir: Path, training: d
         "step": step,
         "tokens_seen": tokens_seen,
     }
-    (tmp / CHECKPOINT_FILE).write_text(json.dumps(doc, indent=1))
-    return swap_in(tmp, out_dir)
+    with atomic_directory(out_dir) as tmp:
+        trainee.strategy.save(tmp / STRATEGY_DIR)
+        save_file({k: v.detach().cpu().float().contiguous() for k, v in trainee.smol.state_dict().items()}, str(tmp / ADAPTERS_FILE))
+        (tmp / CHECKPOINT_FILE).write_text(json.dumps(doc, indent=1))
+    return out_dir
 
 
 def _read_doc(path: Path) -> dict[str, Any]:

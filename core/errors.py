@@ -19,3 +19,7 @@ class StrategyError(AmoebaError):
 
 class DataMissingError(AmoebaError, FileNotFoundError):
     """A data file or directory that the operation needs does not exist."""
+
+
+class NonFiniteWeightError(AmoebaError, ValueError):
+    """A merged or exported tensor holds NaN or inf (the tensor is named in the message)."""

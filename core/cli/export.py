@@ -83,7 +83,7 @@ def export_cmd(
     """Export one subnet shape as a stock Hugging Face model directory or a GGUF file (prints path, sha256, seconds)."""
     import torch
 
-    from core.export.atomic import check_target
+    from core.atomic import check_target
     from core.export.writer import export_subnet
     from core.spec import SubnetSpec
 

@@ -20,15 +20,13 @@ from transformers import PreTrainedModel
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 
 from core.elastic.index import SliceIndex
-from core.elastic.linear import ElasticLinear
-from core.elastic.subnet import ActiveSubnet, LayerSlice, active_subnet
+from core.elastic.linear import ATTN_TARGETS, MLP_TARGETS, TARGETS, ElasticLinear
+from core.elastic.subnet import ActiveSubnet, LayerSlice, active_subnet, layer_slice
 from core.errors import ConfigError
 from core.model.loader import ModelInfo
 from core.spec import SubnetSpec
 
-ATTN_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
-MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
-TARGETS = ATTN_TARGETS + MLP_TARGETS
+__all__ = ["ATTN_TARGETS", "MLP_TARGETS", "TARGETS", "ElasticModel", "ForwardContext", "head_rows", "kv_rows", "q_rows"]
 
 
 @dataclass
@@ -76,6 +74,7 @@ class ElasticModel(nn.Module):
         self.spec = SubnetSpec(self.info.num_layers, 1.0, 1.0)
         self.active_layers: tuple[int, ...] = tuple(range(self.info.num_layers))
         self.slices: dict[int, LayerSlice] = {}  # the slice each layer runs, recorded on activation
+        self._comp: dict[int, tuple[torch.Tensor | None, torch.Tensor | None]] = {}  # and its compensation tensors
         self._strategy: SliceIndex | None = None
         self.strategy = strategy
 
@@ -90,7 +89,7 @@ class ElasticModel(nn.Module):
         if strategy is not None:
             strategy.check_model(self.info)
         self._strategy = strategy
-        self.slices = {}
+        self.slices, self._comp = {}, {}
         self.set_shape(SubnetSpec(self.info.num_layers, 1.0, 1.0))
 
     @property
@@ -146,43 +145,36 @@ class ElasticModel(nn.Module):
             self._set_layer_width(layer, a, f)
 
     def _set_layer_width(self, layer: int, attn_w: float, ffn_w: float) -> None:
-        """Restrict ``layer``'s linears to the widths (a no-op when it already runs them); record its slice.
-
-        Layers outside the active shape keep the slice they last ran.
-        """
-        old = self.slices.get(layer)
-        if old is not None and (old.attn_width, old.ffn_width) == (attn_w, ffn_w):
+        """Restrict ``layer``'s linears to the widths and record its slice; a no-op when it already runs exactly
+        that slice (same units and compensation tensors, so an index edited in place is still picked up)."""
+        sl, attn_b, ffn_b = layer_slice(self.strategy, self.info, layer, attn_w, ffn_w)
+        old = self._comp.get(layer)
+        if self.slices.get(layer) == sl and old is not None and old[0] is attn_b and old[1] is ffn_b:
             return
         lin = self.elastic_linears(layer)
-        st = self.strategy
         dev = lin["o_proj"].base.weight.device
         attn: nn.Module = self.decoder_layers[layer].self_attn  # type: ignore[assignment]
-        if attn_w == 1.0 or st is None:
+        if sl.attn_full:
             for n in ATTN_TARGETS:
                 lin[n].restrict()
-            setattr(attn, "num_key_value_groups", self.info.group_size)  # noqa: B010
-            q_heads, kv_heads = tuple(range(self.info.num_heads)), tuple(range(self.info.num_kv_heads))
         else:
-            q_heads, kv_heads = st.attn_heads(attn_w, layer)
-            q, kv = q_rows(q_heads, self.info).to(dev), kv_rows(kv_heads, self.info).to(dev)
-            # query heads per KV head of this instance's attention (fewer with ``q_head`` units); HF's attention
-            # functions read it from the module, so this is per-instance state, not a patch of transformers
-            setattr(attn, "num_key_value_groups", len(q_heads) // len(kv_heads))  # noqa: B010
+            q, kv = q_rows(sl.q_heads, self.info).to(dev), kv_rows(sl.kv_heads, self.info).to(dev)
             lin["q_proj"].restrict(out_idx=q)
             lin["k_proj"].restrict(out_idx=kv)
             lin["v_proj"].restrict(out_idx=kv)
-            lin["o_proj"].restrict(in_idx=q, extra_bias=_to(st.bias("attn", attn_w, layer), lin["o_proj"].base.weight))
-        if ffn_w == 1.0 or st is None:
+            lin["o_proj"].restrict(in_idx=q, extra_bias=_to(attn_b, lin["o_proj"].base.weight))
+        # query heads per KV head of this instance's attention (fewer with ``q_head`` units); HF's attention
+        # functions read it from the module, so this is per-instance state, not a patch of transformers
+        setattr(attn, "num_key_value_groups", len(sl.q_heads) // len(sl.kv_heads))  # noqa: B010
+        if sl.ffn_full:
             for n in MLP_TARGETS:
                 lin[n].restrict()
-            channels: tuple[int, ...] = tuple(range(self.info.intermediate_size))
         else:
-            channels = tuple(st.ffn_channels(ffn_w, layer))
-            ch = torch.tensor(channels, dtype=torch.long, device=dev)
+            ch = torch.tensor(sl.ffn_channels, dtype=torch.long, device=dev)
             lin["gate_proj"].restrict(out_idx=ch)
             lin["up_proj"].restrict(out_idx=ch)
-            lin["down_proj"].restrict(in_idx=ch, extra_bias=_to(st.bias("ffn", ffn_w, layer), lin["down_proj"].base.weight))
-        self.slices[layer] = LayerSlice(layer, attn_w, ffn_w, tuple(q_heads), tuple(kv_heads), channels)
+            lin["down_proj"].restrict(in_idx=ch, extra_bias=_to(ffn_b, lin["down_proj"].base.weight))
+        self.slices[layer], self._comp[layer] = sl, (attn_b, ffn_b)
 
     # ---- forward pieces (the DP and calibration use these directly) -----------------------------
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -203,7 +195,10 @@ class ElasticModel(nn.Module):
         return ForwardContext(self.hf.model.rotary_emb(hidden, position_ids=pos), masks)
 
     def run_layers(self, hidden: torch.Tensor, layers: tuple[int, ...] | list[int], ctx: ForwardContext) -> torch.Tensor:
-        """Run the decoder layers ``layers`` (original indices, in order) on ``hidden`` ``[B, T, H]``."""
+        """Run the decoder layers ``layers`` (original indices, in order) on ``hidden`` ``[B, T, H]``.
+
+        ``set_shape`` slices only the layers it activates: a layer outside the active shape runs the slice it last had.
+        """
         for i in layers:
             dl = self.decoder_layers[i]
             mask = ctx.masks.get(getattr(dl, "attention_type", "full_attention"), ctx.masks["full_attention"])

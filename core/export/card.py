@@ -11,16 +11,17 @@ from transformers import PretrainedConfig
 
 import core
 from core.elastic.model import ElasticModel
-from core.export.slicing import SubnetPlan, SubnetTensors
+from core.elastic.subnet import ActiveSubnet
+from core.strategy.schema import Strategy
 
 CARD_VERSION = 1
 _SCALARS = (str, int, float, bool, type(None))
 
 
 def strategy_summary(elastic: ElasticModel) -> dict[str, Any] | None:
-    """Allocation, space and the scalar entries of the strategy's ``meta`` (``None`` without a strategy)."""
+    """Allocation, space and the scalar entries of the strategy's ``meta`` (``None`` without a ``Strategy``)."""
     st = elastic.strategy
-    if st is None:
+    if not isinstance(st, Strategy):
         return None
     meta = {k: v for k, v in st.meta.items() if isinstance(v, _SCALARS)}
     return {
@@ -35,8 +36,7 @@ def strategy_summary(elastic: ElasticModel) -> dict[str, Any] | None:
 
 def build_card(
     elastic: ElasticModel,
-    plan: SubnetPlan,
-    st: SubnetTensors,
+    subnet: ActiveSubnet,
     config: PretrainedConfig,
     *,
     source: dict[str, Any] | None,
@@ -44,7 +44,7 @@ def build_card(
     dtype: torch.dtype,
 ) -> dict[str, Any]:
     """Card data for one export (JSON-serialisable as long as ``source`` and ``metrics`` are)."""
-    adapters = sum(1 for lp in plan.layers for lin in elastic.elastic_linears(lp.source).values() if lin.delta is not None)
+    plan = subnet.config
     return {
         "card_version": CARD_VERSION,
         "shape": plan.spec.key,
@@ -64,18 +64,18 @@ def build_card(
             "tie_word_embeddings": bool(getattr(config, "tie_word_embeddings", False)),
         },
         "kept_layers": list(plan.kept_layers),
-        "kept_kv_groups": [list(lp.kv_heads) for lp in plan.layers],
-        "kept_q_heads": [list(lp.q_heads) for lp in plan.layers],
+        "kept_kv_groups": [list(sl.kv_heads) for sl in plan.layers],
+        "kept_q_heads": [list(sl.q_heads) for sl in plan.layers],
         "kept_kv_group_counts": list(plan.kv_group_counts),
         "kept_ffn_channel_counts": list(plan.ffn_channel_counts),
         "biases": {
-            "attention": st.attn_bias,
-            "mlp": st.mlp_bias,
-            "attn_compensation_layers": [lp.source for lp in plan.layers if lp.attn_comp is not None],
-            "ffn_compensation_layers": [lp.source for lp in plan.layers if lp.ffn_comp is not None],
+            "attention": plan.attn_bias,
+            "mlp": plan.mlp_bias,
+            "attn_compensation_layers": [sl.source for sl in plan.layers if sl.attn_comp],
+            "ffn_compensation_layers": [sl.source for sl in plan.layers if sl.ffn_comp],
         },
-        "adapters_merged": adapters,
-        "num_parameters": st.num_parameters,
+        "adapters_merged": plan.adapters_merged,
+        "num_parameters": subnet.num_parameters,
         "dtype": str(dtype).removeprefix("torch."),
         "base_model": elastic.info.to_dict(),
         "source": dict(source or {}),

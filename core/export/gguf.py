@@ -28,7 +28,7 @@ differ (``global`` allocation, ``amoeba_layers.json``) are written as ``deci`` w
 from __future__ import annotations
 
 import json
-import os
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.atomic import atomic_path
 from core.errors import ConfigError, DataMissingError, UnsupportedModelError
 
 if TYPE_CHECKING:
@@ -285,31 +286,41 @@ def _quantized(name: str, a: np.ndarray, dtype: str) -> tuple[np.ndarray, Any]:
 
 def write_gguf_model(model: PreTrainedModel, out: Path, *, dtype: str = "f16", tokenizer_dir: Path | None = None,
                      name: str | None = None) -> GGUFWriteResult:
-    """Write an in-memory HF causal LM as GGUF at ``out`` (atomically): ``llama``, or ``deci`` when layer sizes differ.
-    ``q4_k`` goes through llama.cpp's quantiser."""
-    import gguf
+    """Write an in-memory HF causal LM as GGUF at ``out`` (see ``write_gguf_state``)."""
+    return write_gguf_state(model.config, model.state_dict(), out, dtype=dtype, tokenizer_dir=tokenizer_dir, name=name)
 
+
+def write_gguf_state(config: PretrainedConfig, state: dict[str, torch.Tensor], out: Path, *, dtype: str = "f16",
+                     tokenizer_dir: Path | None = None, name: str | None = None) -> GGUFWriteResult:
+    """Write HF-named tensors with their stock ``config`` as GGUF at ``out`` (atomically): ``llama``, or ``deci``
+    when layer sizes differ. ``q4_k`` goes through llama.cpp's quantiser."""
     if dtype not in GGUF_DTYPES:
         raise ConfigError(f"unknown GGUF dtype {dtype!r}: use one of {', '.join(GGUF_DTYPES)}")
     t0 = time.perf_counter()
     out = Path(out)
     if dtype == "q4_k":
-        f16 = out.with_name(out.name + ".f16.tmp")
-        try:
-            write_gguf_model(model, f16, dtype="f16", tokenizer_dir=tokenizer_dir, name=name)
+        with tempfile.TemporaryDirectory(prefix="amoeba-gguf-") as d:
+            f16 = Path(d) / "f16.gguf"
+            write_gguf_state(config, state, f16, dtype="f16", tokenizer_dir=tokenizer_dir, name=name)
             quantize_gguf(f16, out, "q4_k")
-        finally:
-            f16.unlink(missing_ok=True)
         return summarise_gguf(out, "q4_k", time.perf_counter() - t0)
-    dims = llama_dims(model.config)
-    tok = tokenizer_meta(tokenizer_dir, model.config, dims.vocab_size)
-    state = model.state_dict()
+    with atomic_path(out) as tmp:
+        arch, dropped, tok_model = _write_file(config, state, tmp, dtype, tokenizer_dir, name)
+    res = summarise_gguf(out, dtype, time.perf_counter() - t0)
+    return GGUFWriteResult(res.path, dtype, res.tensor_types, res.num_tensors, res.num_bytes, dropped, tok_model, res.seconds, arch)
+
+
+def _write_file(config: PretrainedConfig, state: dict[str, torch.Tensor], path: Path, dtype: str, tokenizer_dir: Path | None,
+                name: str | None) -> tuple[str, int, str]:
+    """Write the GGUF at ``path``; returns (architecture, zero biases dropped, tokenizer model)."""
+    import gguf
+
+    dims = llama_dims(config)
+    tok = tokenizer_meta(tokenizer_dir, config, dims.vocab_size)
     sizes = layer_sizes(state, dims)
     uniform = len(set(sizes)) == 1
     arch = "llama" if uniform else "deci"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    w = gguf.GGUFWriter(str(tmp), arch)
+    w = gguf.GGUFWriter(str(path), arch)
     try:
         w.add_name(name or "amoeba-subnet")
         w.add_block_count(dims.num_layers)
@@ -343,9 +354,7 @@ def write_gguf_model(model: PreTrainedModel, out: Path, *, dtype: str = "f16", t
         w.write_tensors_to_file()
     finally:
         w.close()
-    os.replace(tmp, out)
-    res = summarise_gguf(out, dtype, time.perf_counter() - t0)
-    return GGUFWriteResult(res.path, dtype, res.tensor_types, res.num_tensors, res.num_bytes, dropped, tok.model, res.seconds, arch)
+    return arch, dropped, tok.model
 
 
 def _add_tokenizer(w: Any, tok: TokenizerMeta) -> None:
@@ -399,12 +408,10 @@ def quantize_gguf(src: Path, out: Path, qtype: str) -> None:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = 1
-    tmp = out.with_name(f".{out.name}.tmp")
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
-    if rc != 0 or not tmp.is_file():
-        tmp.unlink(missing_ok=True)
-        raise ConfigError(f"llama.cpp failed to quantise {src.name} to {qtype} (return code {rc})")
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
+        if rc != 0 or not tmp.is_file():
+            raise ConfigError(f"llama.cpp failed to quantise {src.name} to {qtype} (return code {rc})")
 
 
 def summarise_gguf(path: Path, dtype: str, seconds: float) -> GGUFWriteResult:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,10 @@ def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p != root / MANIFEST)
 
 
-def build_manifest(root: Path) -> dict[str, Any]:
-    """Manifest data for every file under ``root`` (except the top-level manifest): name → sha256 and bytes."""
-    root = Path(root)
-    files = {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in _files(root)}
-    return {"manifest_version": MANIFEST_VERSION, "files": files}
+def build_manifest(files: Mapping[str, bytes]) -> dict[str, Any]:
+    """Manifest data for the files of an export (name → bytes; a ``manifest.json`` among them is skipped)."""
+    listed = {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in sorted(files.items()) if name != MANIFEST}
+    return {"manifest_version": MANIFEST_VERSION, "files": listed}
 
 
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:

@@ -1,4 +1,5 @@
-"""``export_subnet``: one shape of an ``ElasticModel`` → a standalone HF model directory (DESIGN §4).
+"""Export sinks for one shape of an ``ElasticModel`` (DESIGN §4): an HF model directory (``export_subnet``) or a
+deterministic tar of that directory (``export_subnet_tar``), each extracted once and published once.
 
 Files: ``model.safetensors``, ``config.json``, ``generation_config.json`` (when the model has one), tokenizer
 files (copied from ``tokenizer_dir``), ``amoeba_subnet.json`` (the card), ``amoeba_layers.json`` (per-layer
@@ -7,27 +8,27 @@ subnets only) and ``manifest.json`` (sha256 of every file; its own sha256 is the
 
 from __future__ import annotations
 
+import hashlib
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import save_file
-from transformers import PretrainedConfig
+from safetensors.torch import save
 
-from core.atomic import sha256_file
+from core.atomic import atomic_directory, check_target
 from core.elastic.model import ElasticModel
-from core.errors import ConfigError, DataMissingError, UnsupportedModelError
-from core.export.arch import choose_architecture, effective_sliding_window, subnet_config
-from core.export.atomic import atomic_directory, check_target
-from core.export.card import build_card
-from core.export.layers import LAYERS_FILE, build_model
+from core.errors import DataMissingError
+from core.export.extract import Extracted, extract
+from core.export.layers import LAYERS_FILE
 from core.export.manifest import MANIFEST, build_manifest, manifest_bytes
-from core.export.slicing import SubnetPlan, SubnetTensors, plan_subnet, subnet_tensors
+from core.export.tar import write_tar
 from core.spec import SubnetSpec
+
+if TYPE_CHECKING:
+    from core.export.gguf import GGUFWriteResult
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "amoeba_subnet.json"
@@ -39,7 +40,8 @@ TOKENIZER_FILES = (
 
 @dataclass(frozen=True)
 class ExportResult:
-    """Where a subnet was written, its artifact id (sha256 of ``manifest.json``) and what it is."""
+    """Where a subnet was written, its artifact id (sha256 of ``manifest.json``) and what it is; for a tar also the
+    archive's own sha256 and size."""
 
     path: Path
     sha256: str
@@ -47,6 +49,8 @@ class ExportResult:
     architecture: str
     seconds: float
     spec: SubnetSpec
+    archive_sha256: str | None = None
+    archive_bytes: int | None = None
 
 
 def tokenizer_files(tokenizer_dir: Path) -> list[Path]:
@@ -60,50 +64,37 @@ def tokenizer_files(tokenizer_dir: Path) -> list[Path]:
     return found
 
 
-def layers_description(plan: SubnetPlan) -> list[dict[str, int]]:
-    """Per-layer dims of a subnet (the content of ``amoeba_layers.json``)."""
-    return [
-        {"num_attention_heads": len(lp.q_heads), "num_key_value_heads": len(lp.kv_heads),
-         "intermediate_size": len(lp.ffn_channels), "source_layer": lp.source}
-        for lp in plan.layers
-    ]
+def _json(data: Any) -> bytes:
+    return (json.dumps(data, indent=1) + "\n").encode()
 
 
-def subnet_hf_config(elastic: ElasticModel, plan: SubnetPlan, st: SubnetTensors, dtype: torch.dtype) -> tuple[PretrainedConfig, list[dict[str, int]] | None]:
-    """Stock config of the subnet (per-layer maxima when layers differ) and the per-layer description if needed."""
-    info = elastic.info
-    layers = None if plan.uniform else layers_description(plan)
-    heads = list(plan.q_head_counts)
-    sw = effective_sliding_window(elastic.hf.config, info)
-    arch = choose_architecture(info.hidden_size, heads, attn_bias=st.attn_bias, mlp_bias=st.mlp_bias, sliding_window=sw)
-    cfg = subnet_config(
-        elastic.hf.config, info, num_layers=len(plan.layers), kv_groups=max(plan.kv_group_counts), q_heads=max(plan.q_head_counts),
-        ffn_channels=max(plan.ffn_channel_counts),
-        attn_bias=st.attn_bias, mlp_bias=st.mlp_bias, architecture=arch, dtype=dtype,
-    )
-    return cfg, layers
+def subnet_files(ex: Extracted, tokenizer: list[Path]) -> dict[str, bytes]:
+    """The files of an exported subnet directory, name → bytes, the manifest last."""
+    cfg = ex.config
+    if hasattr(cfg, "validate"):
+        cfg.validate()
+    files = {WEIGHTS_FILE: save(ex.subnet.state_dict, metadata={"format": "pt"}), "config.json": cfg.to_json_string(use_diff=True).encode()}
+    if ex.generation_config is not None:
+        files["generation_config.json"] = ex.generation_config.to_json_string(use_diff=True, keys_to_pop=["compile_config"]).encode()
+    files.update({f.name: f.read_bytes() for f in tokenizer})
+    if ex.layers is not None:
+        files[LAYERS_FILE] = _json({"layers": ex.layers})
+    files[CARD_FILE] = _json(ex.card)
+    files[MANIFEST] = manifest_bytes(build_manifest(files))
+    return files
 
 
-def check_tensors(config: PretrainedConfig, layers: list[dict[str, int]] | None, tensors: dict[str, torch.Tensor]) -> None:
-    """Every parameter the stock model expects is written with the right shape, and nothing else is.
-
-    Raises ``UnsupportedModelError`` naming the first mismatch (this is what guarantees no bias is dropped).
-    """
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in build_model(config, layers).state_dict().items()}
-    if getattr(config, "tie_word_embeddings", False):
-        expected.pop("lm_head.weight", None)
-    for k in sorted(set(expected) - set(tensors)):
-        raise UnsupportedModelError(f"export would lack tensor {k} that {type(config).__name__} expects")
-    for k in sorted(set(tensors) - set(expected)):
-        raise UnsupportedModelError(f"export would drop tensor {k}: {type(config).__name__} has no slot for it")
-    for k, shape in expected.items():
-        if tuple(tensors[k].shape) != shape:
-            raise UnsupportedModelError(f"tensor {k} has shape {tuple(tensors[k].shape)}, {type(config).__name__} expects {shape}")
+def _prepare(elastic: ElasticModel, spec: SubnetSpec | str, tokenizer_dir: Path | None, source: dict[str, Any] | None,
+             metrics: dict[str, Any] | None, dtype: torch.dtype) -> tuple[Extracted, dict[str, bytes]]:
+    tok = tokenizer_files(tokenizer_dir) if tokenizer_dir is not None else []
+    ex = extract(elastic, spec, source=source, metrics=metrics, dtype=dtype)
+    return ex, subnet_files(ex, tok)
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=1) + "\n")
+def _result(path: Path, ex: Extracted, files: dict[str, bytes], t0: float, archive: tuple[str, int] | None = None) -> ExportResult:
+    sha = hashlib.sha256(files[MANIFEST]).hexdigest()
+    a_sha, a_bytes = archive if archive is not None else (None, None)
+    return ExportResult(path, sha, ex.subnet.num_parameters, ex.architecture, time.perf_counter() - t0, ex.spec, a_sha, a_bytes)
 
 
 def export_subnet(
@@ -117,43 +108,42 @@ def export_subnet(
     dtype: torch.dtype = torch.float32,
     overwrite: bool = False,
 ) -> ExportResult:
-    """Cut ``spec`` out of ``elastic`` (strategy slices, compensation biases, merged adapters) into ``out_dir``.
+    """Cut ``spec`` out of ``elastic`` into the HF model directory ``out_dir``.
 
     Atomic: nothing appears at ``out_dir`` unless every file was written and fsynced. Adapters are merged in
-    eval mode; the elastic model's active shape and train/eval mode are restored afterwards. ``source`` (checkpoint/base path and sha256) and ``metrics`` go
-    into the card and must be JSON-serialisable.
+    eval mode; the elastic model's active shape and train/eval mode are restored afterwards. ``source``
+    (checkpoint/base path and sha256) and ``metrics`` go into the card and must be JSON-serialisable.
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    s = SubnetSpec.parse(spec) if isinstance(spec, str) else spec
     check_target(out_dir, overwrite)
-    tok = tokenizer_files(tokenizer_dir) if tokenizer_dir is not None else []
-    plan = plan_subnet(elastic.strategy, elastic.info, s)
-    previous, was_training = elastic.spec, elastic.training
-    elastic.eval()  # deterministic adapters (no router noise)
-    elastic.set_shape(plan.spec)
-    try:
-        st = subnet_tensors(elastic, plan, dtype)
-    finally:
-        elastic.set_shape(previous)
-        elastic.train(was_training)
-    config, layers = subnet_hf_config(elastic, plan, st, dtype)
-    check_tensors(config, layers, st.tensors)
-    card = build_card(elastic, plan, st, config, source=source, metrics=metrics, dtype=dtype)
-    try:
-        card_text = json.dumps(card, indent=1) + "\n"
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"source/metrics for the card must be JSON-serialisable: {e}") from None
+    ex, files = _prepare(elastic, spec, tokenizer_dir, source, metrics, dtype)
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
-        save_file(st.tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        config.save_pretrained(str(tmp))
-        gen = getattr(elastic.hf, "generation_config", None)
-        if gen is not None:
-            gen.save_pretrained(str(tmp))
-        for f in tok:
-            shutil.copyfile(f, tmp / f.name)
-        if layers is not None:
-            _write_json(tmp / LAYERS_FILE, {"layers": layers})
-        (tmp / CARD_FILE).write_text(card_text)
-        (tmp / MANIFEST).write_bytes(manifest_bytes(build_manifest(tmp)))
-    return ExportResult(out_dir, sha256_file(out_dir / MANIFEST), st.num_parameters, (config.architectures or ["?"])[0], time.perf_counter() - t0, plan.spec)
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+    return _result(out_dir, ex, files, t0)
+
+
+def export_subnet_tar(
+    elastic: ElasticModel,
+    spec: SubnetSpec | str,
+    dest: Path,
+    arcname: str,
+    *,
+    tokenizer_dir: Path | None = None,
+    source: dict[str, Any] | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> ExportResult:
+    """The same files as ``export_subnet``, as a deterministic tar under ``arcname/`` at ``dest`` (one atomic write)."""
+    t0 = time.perf_counter()
+    ex, files = _prepare(elastic, spec, tokenizer_dir, source, None, dtype)
+    return _result(Path(dest), ex, files, t0, write_tar(files, Path(dest), arcname))
+
+
+def export_subnet_gguf(elastic: ElasticModel, spec: SubnetSpec | str, out: Path, *, gguf_dtype: str = "f16",
+                       tokenizer_dir: Path | None = None, name: str | None = None) -> GGUFWriteResult:
+    """The GGUF sink: ``spec`` extracted once (fp32) and written as one GGUF file at ``out`` (atomically)."""
+    from core.export.gguf import write_gguf_state
+
+    ex = extract(elastic, spec, dtype=torch.float32)
+    return write_gguf_state(ex.config, ex.subnet.state_dict, out, dtype=gguf_dtype, tokenizer_dir=tokenizer_dir, name=name or f"amoeba-{ex.spec.key}")

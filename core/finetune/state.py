@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.atomic import staging_dir, swap_in
+from core.atomic import atomic_directory
 from core.errors import ConfigError
 from core.smol.attach import SmolAdapters
 
@@ -17,11 +17,11 @@ from core.smol.attach import SmolAdapters
 def save_run_state(run_dir: Path, smol: SmolAdapters, opt: torch.optim.Optimizer, meta: dict[str, Any]) -> Path:
     """Write ``run_dir/checkpoint`` atomically (adapters, optimiser, ``state.json`` with counters and config)."""
     final = run_dir / "checkpoint"
-    tmp = staging_dir(final)
-    save_file({k: v.detach().cpu().contiguous() for k, v in smol.state_dict().items()}, str(tmp / "adapters.safetensors"))
-    torch.save(opt.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps(meta, indent=1))
-    return swap_in(tmp, final)
+    with atomic_directory(final) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in smol.state_dict().items()}, str(tmp / "adapters.safetensors"))
+        torch.save(opt.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps(meta, indent=1))
+    return final
 
 
 def has_run_state(run_dir: Path) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from core.atomic import atomic_directory
 from core.errors import ConfigError, StrategyError
 from core.model.loader import ModelInfo
 from core.spec import ShapeSpace, format_width
@@ -130,17 +130,11 @@ class Strategy:
         }
 
     def save(self, out_dir: Path) -> Path:
-        """Write ``strategy.json`` + ``biases.safetensors`` atomically (temp dir + rename)."""
+        """Write ``strategy.json`` + ``biases.safetensors`` atomically (``core.atomic``; an existing one is replaced)."""
         out_dir = Path(out_dir)
-        tmp = out_dir.with_name(out_dir.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        (tmp / "strategy.json").write_text(json.dumps(self.to_json(), indent=1))
-        save_file({k: v.detach().float().contiguous() for k, v in self.biases.items()}, str(tmp / "biases.safetensors"))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        with atomic_directory(out_dir) as tmp:
+            (tmp / "strategy.json").write_text(json.dumps(self.to_json(), indent=1))
+            save_file({k: v.detach().float().contiguous() for k, v in self.biases.items()}, str(tmp / "biases.safetensors"))
         return out_dir
 
     @classmethod

@@ -1,16 +1,13 @@
 """Subnets and their artifacts: a tar of the exported HF directory, built once by a worker, then reused.
 
-The archive is deterministic (sorted names, zero mtimes/owners) and written atomically (temp + fsync +
-rename), so a crash mid-build never leaves a corrupt artifact; the job table requeues interrupted builds.
+The archive is streamed in one pass by ``core.export.writer.export_subnet_tar`` (deterministic: sorted names,
+zero mtimes/owners; atomic: temp + fsync + rename), so a crash mid-build never leaves a corrupt artifact; the
+job table requeues interrupted builds.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
-import tarfile
-import uuid
 from pathlib import Path
 
 from sqlalchemy import select
@@ -68,35 +65,9 @@ def request_artifact(s: Session, sub: Subnet) -> Artifact:
     raise NotReady(f"artifact of subnet {sub.id} ({sub.shape_key}) is {art.status}", retry_after_s=2, status=art.status)
 
 
-def write_tar(src: Path, dest: Path, arcname: str) -> tuple[str, int]:
-    """Deterministic tar of directory ``src`` under ``arcname/`` written atomically to ``dest``.
-
-    Returns (sha256 of the archive bytes, size in bytes).
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for f in sorted(p for p in src.rglob("*") if p.is_file()):
-                info = tarfile.TarInfo(f"{arcname}/{f.relative_to(src).as_posix()}")
-                info.size, info.mtime, info.mode = f.stat().st_size, 0, 0o644
-                with open(f, "rb") as fh:
-                    tar.addfile(info, fh)
-        h = hashlib.sha256()
-        with open(tmp, "rb+") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return h.hexdigest(), dest.stat().st_size
-
-
 def build_artifact(db: Database, runtime: Runtime, artifact_dir: Path, subnet_id: int) -> Artifact:
     """Export subnet ``subnet_id`` and archive it (the ``export`` job handler). Idempotent."""
-    from core.export.writer import export_subnet
+    from core.export.writer import export_subnet_tar
 
     with db.session() as s:
         sub = get_subnet(s, subnet_id)
@@ -110,22 +81,18 @@ def build_artifact(db: Database, runtime: Runtime, artifact_dir: Path, subnet_id
     if ckpt.checkpoint_sha256 != ckpt_sha:
         _fail(db, subnet_id, f"subnet {subnet_id} belongs to checkpoint {ckpt_sha[:12]}…, the service has {str(ckpt.checkpoint_sha256)[:12]}…")
         raise BuildFailed(f"subnet {subnet_id} was made for another checkpoint")
-    work = artifact_dir / ".build" / f"{subnet_id}-{uuid.uuid4().hex}"
+    name = f"amoeba-{ckpt_sha[:12]}-{spec.key}"
     try:
         with runtime.lock:
-            res = export_subnet(ckpt.elastic, spec, work / "model", tokenizer_dir=ckpt.tokenizer_dir,
-                                source={"checkpoint": str(runtime.path), "checkpoint_sha256": ckpt_sha, "subnet_id": subnet_id})
-        name = f"amoeba-{ckpt_sha[:12]}-{spec.key}"
-        sha, size = write_tar(Path(res.path), artifact_dir / f"{name}.tar", name)
+            res = export_subnet_tar(ckpt.elastic, spec, artifact_dir / f"{name}.tar", name, tokenizer_dir=ckpt.tokenizer_dir,
+                                    source={"checkpoint": str(runtime.path), "checkpoint_sha256": ckpt_sha, "subnet_id": subnet_id})
     except BaseException as e:
         _fail(db, subnet_id, f"{type(e).__name__}: {e}")
         raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     with db.session() as s:
         done = get_subnet(s, subnet_id).artifact
         assert done is not None
-        done.status, done.path, done.sha256, done.size_bytes = "ready", str(artifact_dir / f"{name}.tar"), sha, size
+        done.status, done.path, done.sha256, done.size_bytes = "ready", str(res.path), res.archive_sha256, res.archive_bytes
         done.manifest_sha256, done.architecture, done.ready_at, done.error = res.sha256, str(res.architecture), utcnow(), None
         return done
 
@@ -138,7 +105,7 @@ def _fail(db: Database, subnet_id: int, error: str) -> None:
 
 
 def clean_stale_builds(artifact_dir: Path) -> None:
-    """Remove build directories and temp archives a crashed process left behind."""
+    """Remove temp archives a crashed process left behind (and build directories of older versions)."""
     shutil.rmtree(artifact_dir / ".build", ignore_errors=True)
     for p in artifact_dir.glob(".*.tmp"):
         p.unlink(missing_ok=True)

@@ -12,7 +12,6 @@ from core.smol.adapter import SmolDelta
 from core.smol.attach import attach_smol
 from core.smol.config import SmolConfig
 from core.smol.encoding import encoding_dim, shape_encoding
-from core.smol.merge import merged_active_weight
 from core.smol.router import ShapeRouter, topk_softmax
 from core.spec import SubnetSpec
 from core.strategy.schema import naive_strategy
@@ -87,7 +86,7 @@ def test_sliced_delta_equals_slice_of_full_delta_and_merge_matches_forward() -> 
             w = w[:, lin.in_idx]
         with torch.no_grad():
             torch.testing.assert_close(lin.delta(x, lin.in_idx, lin.out_idx), x @ w.T, rtol=1e-5, atol=1e-6)  # type: ignore[misc]
-            merged = torch.nn.functional.linear(x, merged_active_weight(lin), lin.active_bias())
+            merged = torch.nn.functional.linear(x, lin.merged_weight(), lin.active_bias())
             torch.testing.assert_close(lin(x), merged, rtol=1e-5, atol=1e-5)
 
 
