@@ -131,12 +131,16 @@ def run_adaptive_profile(profiler: Profiler, source: ModelSource, candidates: li
 
 
 def first_start_profile(profiler: Profiler, source: ModelSource, space: ShapeSpace, workload: Workload, *, budget_s: float,
-                        device_name: str | None = None, command: str = "amoeba serve (first-start profile, adaptive)",
-                        on_progress: OnProgress | None = None) -> ProfileTable:
+                        max_shapes: int | None = None, device_name: str | None = None,
+                        command: str = "amoeba serve (first-start profile, adaptive)", on_progress: OnProgress | None = None,
+                        on_step: Callable[[Step], None] | None = None) -> ProfileTable:
     """The service's first-start profile: adaptive profiling of every shape of ``space`` within ``budget_s`` seconds
-    (target: held-out MAPE <= 5 % and >= 95 % within ±10 % on TTFT and TPOT). Returns the table to ingest.
+    and at most ``max_shapes`` shapes (target: held-out MAPE <= 5 % and >= 95 % within ±10 % on TTFT and TPOT).
+    Returns the table to ingest.
 
-    At least 2 passes are measured (a profiler with ``passes=1`` is re-created with 2) so the table records its noise floor.
+    The initial design (10 shapes, or ``max_shapes`` if fewer) is always measured; ``budget_s`` decides whether more
+    batches follow. At least 2 passes are measured (a profiler with ``passes=1`` is re-created with 2) so the table
+    records its noise floor. ``ConfigError`` when ``space`` or ``max_shapes`` has fewer than 6 shapes (the predictor's minimum).
     """
     from dataclasses import replace
 
@@ -145,6 +149,8 @@ def first_start_profile(profiler: Profiler, source: ModelSource, space: ShapeSpa
     if profiler.settings.passes < 2:
         profiler = type(profiler)(replace(profiler.settings, passes=2))
     cands = [s for s in space]
-    opts = AdaptiveOptions(budget_s=budget_s, initial=min(10, len(cands)) if len(cands) >= 6 else 6)
-    table, _ = run_adaptive_profile(profiler, source, cands, workload, opts, device_name=device_name, command=command, on_progress=on_progress)
+    cap = min(len(cands), max_shapes or len(cands))
+    opts = AdaptiveOptions(budget_s=budget_s, initial=min(10, cap), max_shapes=max_shapes)
+    table, _ = run_adaptive_profile(profiler, source, cands, workload, opts, device_name=device_name, command=command,
+                                    on_step=on_step, on_progress=on_progress)
     return table

@@ -1,7 +1,9 @@
 """What ``amoeba serve`` does before serving: migrate, make the admin secret, profile this machine once.
 
-The first profile is deliberately small (a thinned grid, few repetitions: ``AMOEBA_BOOTSTRAP_*``) so the
-embedded default is up in about a minute; upload a fuller table later with the agent.
+The first profile is adaptive (``profilers.agent.first_start_profile``): a small space-filling design over the
+checkpoint's shape space, fitted, then the shapes the cross-validated fit is least sure about, until the held-out
+error target is met or ``AMOEBA_BOOTSTRAP_BUDGET_S`` is spent (``AMOEBA_BOOTSTRAP_*``), so the embedded default is
+up in about a minute; upload a fuller table later with the agent.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -24,6 +26,14 @@ from server.services.admin import ensure_admin_secret
 from server.services.devices import create_device, get_or_create_engine, get_or_create_workload
 from server.services.profiles import ingest_profile
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from core.spec import ShapeSpace
+    from profilers.adaptive import Step
+    from profilers.base import Profiler
+    from profilers.source import ModelSource
+    from profilers.table import ProfileRow, ProfileTable
+    from profilers.workload import Workload
 
 OnShape = Callable[[int, int, str], None]
 """(done, total, description) after each measured shape."""
@@ -62,10 +72,8 @@ def profile_local_device(db: Database, settings: Settings, on_shape: OnShape | N
     Returns (device name, its token if it was just created, number of shapes measured).
     """
     from core.strategy.schema import Strategy
-    from profilers.agent import run_profile
     from profilers.base import MeasureSettings
     from profilers.registry import get_profiler
-    from profilers.shapes import GridOptions, grid_shapes
     from profilers.source import ModelSource
     from profilers.workload import Workload
     from server.runtime import read_identity
@@ -82,36 +90,48 @@ def profile_local_device(db: Database, settings: Settings, on_shape: OnShape | N
             return name, token, 0
     ckpt = settings.checkpoint_path()
     strategy = Strategy.load(ckpt / "strategy")
-    space = strategy.space
     # as an export of this checkpoint: its compensation biases, attention unit and both of its ladders
     src = ModelSource.open(base_model_dir(ckpt), bias_modules=strategy.bias_modules, attn_unit=strategy.attn_unit)
-    grid = GridOptions(min_layers=space.min_layers, widths=space.widths, attn_widths=space.attn_ladder, max_shapes=settings.bootstrap_max_shapes)
-    specs = grid_shapes(src, grid)
-    specs = [sp for sp in specs if _in_space(space, sp)]  # uploads must lie in the checkpoint's space (its own attention ladder)
     profiler = get_profiler(settings.bootstrap_engine, MeasureSettings(warmup=1, repetitions=settings.bootstrap_repetitions,
                                                                         threads=settings.torch_threads))
-
-    def on_row(i: int, row: object) -> None:
-        if on_shape is not None:
-            on_shape(i + 1, len(specs), str(getattr(row, "shape", "")))
-
-    table = run_profile(profiler, src, specs, wl, device_name=name, command="amoeba serve (first-start profile)", on_row=on_row)
+    table = measure_space(profiler, src, strategy.space, wl, settings, name, on_shape)
     with db.session() as s:
         dev = s.scalar(select(Device).where(Device.name == name))
         assert dev is not None
         dev.hardware = {"local": True, "cpu_model": table.device.cpu_model, "cpu_count": table.device.cpu_count, "os": table.device.os}
         ingest_profile(s, dev, table.model_dump(mode="json"), read_identity(ckpt))
-    return name, token, len(specs)
+    return name, token, len(table.rows)
 
 
-def _in_space(space: Any, spec: Any) -> bool:
-    from core.errors import ConfigError
+def measure_space(profiler: Profiler, source: ModelSource, space: ShapeSpace, workload: Workload, settings: Settings, device_name: str,
+                  on_shape: OnShape | None = None) -> ProfileTable:
+    """The first-start table of ``space``: adaptive within ``settings.bootstrap_budget_s`` / ``bootstrap_max_shapes``
+    (every shape lies in the checkpoint's space); a space too small for adaptive profiling is measured whole.
 
-    try:
-        space.validate(spec)
-    except ConfigError:
-        return False
-    return True
+    ``on_shape(done, total, key)`` after each batch's shapes, ``total`` = the most shapes it may measure.
+    """
+    from profilers.agent import first_start_profile, run_profile
+
+    specs = list(space)
+    total = min(len(specs), settings.bootstrap_max_shapes or len(specs))
+    done = [0]
+
+    def on_row(i: int, row: ProfileRow) -> None:
+        if on_shape is not None:
+            on_shape(i + 1, len(specs), row.shape)
+
+    if total < 6:  # below the predictor's minimum: no fit to guide a choice
+        return run_profile(profiler, source, specs, workload, device_name=device_name, command="amoeba serve (first-start profile, full space)",
+                           on_row=on_row)
+
+    def on_step(step: Step) -> None:
+        for key in step.added:
+            done[0] += 1
+            if on_shape is not None:
+                on_shape(done[0], total, key)
+
+    return first_start_profile(profiler, source, space, workload, budget_s=settings.bootstrap_budget_s, max_shapes=settings.bootstrap_max_shapes,
+                               device_name=device_name, on_step=on_step)
 
 
 def prepare(settings: Settings, *, migrate: bool, bootstrap: bool, on_shape: OnShape | None = None) -> Prepared:

@@ -64,8 +64,12 @@ class Settings(BaseSettings):
     bootstrap_device: str | None = Field(default=None, description="name of the local device; default the host name")
     bootstrap_engine: str = "torch"
     bootstrap_workload: str = "b1-p32-g8"
-    bootstrap_max_shapes: int = Field(default=12, ge=1)
-    bootstrap_repetitions: int = Field(default=3, ge=1)
+    bootstrap_budget_s: float = Field(default=60.0, gt=0, description="first-start profile: wall seconds adaptive profiling may spend "
+                                      "measuring before it stops adding shapes (the initial design of 10 shapes is always measured: "
+                                      "about 60 s for the SmolLM2 checkpoint on one thread)")
+    bootstrap_max_shapes: int | None = Field(default=None, ge=6, description="first-start profile: most shapes measured (None: as many "
+                                             "as the budget allows; at least 6, the predictor's minimum)")
+    bootstrap_repetitions: int = Field(default=3, ge=1, description="first-start profile: timed generations per shape and pass")
 
     def resolved_var_dir(self) -> Path:
         return self.var_dir.expanduser().resolve()
