@@ -8,6 +8,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = REPO_ROOT / "models"
 FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures"
+#: the accuracy cache shared by ``amoeba accuracy`` and ``amoeba search`` (relative to the working directory)
+ACCURACY_CACHE = Path("var/accuracy_cache.json")
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:

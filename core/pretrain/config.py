@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from transformers import LlamaConfig
+if TYPE_CHECKING:  # transformers is imported on use: the config (and `amoeba pretrain --help`) stays torch-free
+    from transformers import LlamaConfig
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class ModelDims:
 
     def to_hf_config(self, bos_token_id: int = 1, eos_token_id: int = 2) -> LlamaConfig:
         """The stock ``LlamaConfig`` for these dimensions."""
+        from transformers import LlamaConfig
+
         if self.hidden_size % self.num_heads:
             raise ValueError("hidden_size must be divisible by num_heads")
         if self.num_heads % self.num_kv_heads:
@@ -53,7 +56,7 @@ class PretrainConfig:
     dims: ModelDims = ModelDims()
     seq_len: int = 512
     batch_size: int = 8
-    max_steps: int = 1200
+    max_steps: int = 900
     lr: float = 1.5e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 60
@@ -64,7 +67,7 @@ class PretrainConfig:
     eval_every: int = 200
     eval_batches: int = 8
     seed: int = 1234
-    threads: int = 2
+    threads: int = 1
     max_minutes: float | None = None
 
     @property

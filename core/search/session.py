@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.data.paths import ACCURACY_CACHE
 from core.errors import ConfigError
 from core.search.accuracy import AccuracyCache, AccuracyTable
 from core.search.metrics import MetricSettings, make_metric
@@ -13,7 +14,7 @@ from core.search.metrics import MetricSettings, make_metric
 if TYPE_CHECKING:
     from core.checkpoint import OpenedCheckpoint
 
-DEFAULT_CACHE = Path("var/accuracy_cache.json")
+DEFAULT_CACHE = ACCURACY_CACHE
 
 
 @dataclass(frozen=True)

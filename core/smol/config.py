@@ -5,10 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from core.elastic.model import TARGETS
 from core.errors import ConfigError
 
 Mixture = Literal["smol", "lora"]
+
+
+def _targets() -> tuple[str, ...]:
+    """Every adaptable linear (``core.elastic.model.TARGETS``), imported on use so the config stays torch-free."""
+    from core.elastic.model import TARGETS
+
+    return TARGETS
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,7 @@ class SmolConfig:
     rank: int = 8
     alpha: float = 16.0
     top_k: int = 2
-    targets: tuple[str, ...] = field(default=TARGETS)
+    targets: tuple[str, ...] = field(default_factory=_targets)
     router_noise_std: float = 0.5
 
     def __post_init__(self) -> None:
@@ -40,9 +46,10 @@ class SmolConfig:
             raise ConfigError(f"top_k must be in [1, num_experts={self.num_experts}], got {self.top_k}")
         if self.router_noise_std < 0:
             raise ConfigError(f"router_noise_std must be >= 0, got {self.router_noise_std}")
-        bad = [t for t in self.targets if t not in TARGETS]
+        known = _targets()
+        bad = [t for t in self.targets if t not in known]
         if bad or not self.targets:
-            raise ConfigError(f"adapter targets {bad or '[]'} invalid: choose from {', '.join(TARGETS)}")
+            raise ConfigError(f"adapter targets {bad or '[]'} invalid: choose from {', '.join(known)}")
 
     @property
     def experts(self) -> int:
@@ -61,6 +68,6 @@ class SmolConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SmolConfig:
         try:
-            return cls(**{**d, "targets": tuple(d.get("targets", TARGETS))})
+            return cls(**{**d, "targets": tuple(d.get("targets", _targets()))})
         except TypeError as e:
             raise ConfigError(f"bad adapter config: {e}") from None

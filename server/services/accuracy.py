@@ -177,3 +177,16 @@ class AccuracyService:
             if on_step is not None:
                 on_step(i + 1, len(todo))
         return len(todo)
+
+
+def warm_accuracy(app: Any) -> int:
+    """Seed the accuracy table from the one the checkpoint ships, then queue whatever is still missing so the first
+    search does not wait for it. Returns the number of shapes taken from the shipped table."""
+    from server.services import jobs
+
+    state = app.state.amoeba
+    shipped: int = state.accuracy.seed(state.runtime.path / ACCURACY_TABLE_FILE)
+    if not state.accuracy.complete():
+        with state.db.session() as s:
+            jobs.enqueue(s, ACCURACY, state.accuracy.job_key(), {}, rearm=True)
+    return shipped
