@@ -23,5 +23,5 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" --timeout=600
 
 lint: $(STAMP)
-	$(BIN)/ruff check core profilers server migrations tests bench
-	$(BIN)/mypy core profilers server
+	$(BIN)/ruff check cli core profilers server migrations tests bench
+	$(BIN)/mypy cli core profilers server

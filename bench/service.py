@@ -43,7 +43,7 @@ import psutil  # noqa: E402
 
 from core.atomic import write_json  # noqa: E402
 
-AMOEBA = [sys.executable, "-c", "from server.cli import main; main()"]
+AMOEBA = [sys.executable, "-c", "from cli.app import main; main()"]
 ADMIN = "bench-admin-token-0123456789"
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TABLE = ROOT / "bench" / "results" / "latency_cpu.json"

@@ -134,8 +134,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(a: argparse.Namespace, argv: list[str], work: Path) -> dict[str, Any]:
     """Everything between the arguments and the JSON document."""
+    from cli.common import progress
     from core.checkpoint import open_checkpoint
-    from core.cli.common import progress
     from core.data.paths import data_dir
     from core.eval.target import load_tokenizer
 

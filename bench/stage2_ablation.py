@@ -351,7 +351,7 @@ def previous_variants(out: Path, settings_doc: dict[str, Any]) -> dict[str, Any]
 
 
 def run(a: argparse.Namespace, argv: list[str], work: Path) -> dict[str, Any]:
-    from core.cli.common import progress
+    from cli.common import progress
     from core.elastic.model import ElasticModel
     from core.eval.target import load_tokenizer
     from core.model.loader import load_base_model, weights_sha256

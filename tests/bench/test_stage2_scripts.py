@@ -197,7 +197,6 @@ def test_ablation_tiny_trains_each_variant_once_and_merges(work: Path, capsys: p
 
 def test_ablation_train_command_reproduces_and_full_reuses_the_default(work: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
-    from typer.testing import CliRunner
 
     out = tmp_path / "ablation.json"
     assert stage2_ablation.main(["--tiny", "--work-dir", str(work), "--variants", "full", "--out", str(out)]) == 0
@@ -205,15 +204,10 @@ def test_ablation_train_command_reproduces_and_full_reuses_the_default(work: Pat
     cmd = shlex.split(entry["train_command"])
     for flag, value in (("--out", tmp_path / "cli-smol"), ("--run-dir", tmp_path / "cli-run")):
         cmd[cmd.index(flag) + 1] = str(value)
-    import typer
+    from tests.factories import run_cli
 
-    from core.cli.finetune import register
-
-    app = typer.Typer()
-    app.callback()(lambda: None)
-    register(app)
     assert cmd[:2] == ["amoeba", "finetune"]
-    r = CliRunner().invoke(app, cmd[1:])
+    r = run_cli(*cmd[1:])
     assert r.exit_code == 0, r.output
     a = load_file(str(Path(entry["checkpoint"]) / "adapters.safetensors"))
     b = load_file(str(tmp_path / "cli-smol" / "adapters.safetensors"))

@@ -8,25 +8,10 @@ import random
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
-from core.cli.calibrate import register
 from core.strategy.schema import Strategy
 from tests.conftest import make_tiny
-
-runner = CliRunner()
-
-
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test root"""
-
-    register(app)
-    return app
+from tests.factories import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +36,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(*args: str | Path) -> tuple[int, str]:
-    res = runner.invoke(_app(), ["calibrate", *map(str, args)])
+    res = run_cli("calibrate", *args)
     return res.exit_code, res.output
 
 

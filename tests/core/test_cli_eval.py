@@ -7,11 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import typer
 from transformers import AutoTokenizer
-from typer.testing import CliRunner
 
-from core.cli.evaluate import register
 from core.data.paths import FIXTURES_DIR
 from core.eval.multiple_choice import evaluate_items
 from core.eval.perplexity import perplexity_of_text
@@ -20,24 +17,16 @@ from core.eval.wikitext import wikitext2_test_text
 from core.model.loader import ModelInfo, weights_sha256
 from core.strategy.schema import naive_strategy
 from tests.conftest import make_tiny
+from tests.factories import run_cli
 
 DATA = FIXTURES_DIR / "eval" / "data"
 TOK = FIXTURES_DIR / "eval" / "tokenizer"
 
 
-def app() -> typer.Typer:
-    a = typer.Typer()
-
-    @a.callback()
-    def _root() -> None:
-        """test root"""
-
-    register(a)
-    return a
 
 
 def run(*args: str | Path) -> tuple[int, str]:
-    r = CliRunner().invoke(app(), ["eval", *map(str, args)])
+    r = run_cli("eval", *args)
     return r.exit_code, r.output
 
 

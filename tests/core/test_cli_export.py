@@ -7,26 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import typer
-from typer.testing import CliRunner
+from typer.testing import Result
 
-from core.cli.export import register
 from core.export.manifest import artifact_id, verify_export
 from core.model.loader import ModelInfo, weights_sha256
 from core.strategy.schema import naive_strategy
 from tests.conftest import make_tiny
-
-
-@pytest.fixture(scope="module")
-def app() -> typer.Typer:
-    a = typer.Typer()
-
-    @a.callback()
-    def _root() -> None:
-        """Test root (keeps ``export`` a subcommand)."""
-
-    register(a)
-    return a
+from tests.factories import run_cli
 
 
 @pytest.fixture
@@ -40,27 +27,27 @@ def setup(tmp_path: Path) -> tuple[Path, Path]:
     return mdir, sdir
 
 
-def _run(app: typer.Typer, *args: str | Path):
-    return CliRunner().invoke(app, ["export", *map(str, args)])
+def _run(*args: str | Path) -> Result:
+    return run_cli("export", *args)
 
 
-def test_export_cli_writes_verified_artifact(app: typer.Typer, setup: tuple[Path, Path], tmp_path: Path) -> None:
+def test_export_cli_writes_verified_artifact(setup: tuple[Path, Path], tmp_path: Path) -> None:
     mdir, sdir = setup
     out = tmp_path / "out"
-    r = _run(app, "--model", mdir, "--strategy", sdir, "--shape", "L3-a0.5-f0.5", "--out", out)
+    r = _run("--model", mdir, "--strategy", sdir, "--shape", "L3-a0.5-f0.5", "--out", out)
     assert r.exit_code == 0, r.output
     assert f"path: {out}" in r.output and f"sha256: {artifact_id(out)}" in r.output and "seconds: " in r.output
     assert verify_export(out) and (out / "tokenizer_config.json").is_file()
     card = json.loads((out / "amoeba_subnet.json").read_text())
     assert card["source"]["base_sha256"] == weights_sha256(mdir) and card["shape"] == "L3-a0.5-f0.5"
-    r = _run(app, "--model", mdir, "--strategy", sdir, "--shape", "L4-a1-f1", "--out", out)
+    r = _run("--model", mdir, "--strategy", sdir, "--shape", "L4-a1-f1", "--out", out)
     assert r.exit_code == 2 and "not empty" in r.output
-    r = _run(app, "--model", mdir, "--strategy", sdir, "--shape", "L4-a1-f1", "--out", out, "--overwrite", "--dtype", "bfloat16")
+    r = _run("--model", mdir, "--strategy", sdir, "--shape", "L4-a1-f1", "--out", out, "--overwrite", "--dtype", "bfloat16")
     assert r.exit_code == 0, r.output
     assert json.loads((out / "config.json").read_text())["num_hidden_layers"] == 4
 
 
-def test_export_cli_errors_are_one_line(app: typer.Typer, setup: tuple[Path, Path], tmp_path: Path) -> None:
+def test_export_cli_errors_are_one_line(setup: tuple[Path, Path], tmp_path: Path) -> None:
     mdir, sdir = setup
     other = make_tiny("llama", inter=64)
     odir = tmp_path / "other"
@@ -84,7 +71,7 @@ def test_export_cli_errors_are_one_line(app: typer.Typer, setup: tuple[Path, Pat
         "or --model and --strategy": ("--model", mdir, "--shape", "L3-a1-f1"),
     }
     for needle, args in cases.items():
-        r = _run(app, *args, "--out", out)
+        r = _run(*args, "--out", out)
         assert r.exit_code == 2, (needle, r.output)
         # rich wraps long lines at the console width (80 under the test runner): compare the unwrapped message
         message = " ".join(r.output.split("error:", 1)[-1].split())
@@ -92,7 +79,7 @@ def test_export_cli_errors_are_one_line(app: typer.Typer, setup: tuple[Path, Pat
     assert not out.exists()
 
 
-def test_export_cli_from_checkpoint(app: typer.Typer, setup: tuple[Path, Path], tmp_path: Path) -> None:
+def test_export_cli_from_checkpoint(setup: tuple[Path, Path], tmp_path: Path) -> None:
     """``--checkpoint`` (a base dir with ``strategy/``) exports the same tensors as --model/--strategy."""
     import shutil
 
@@ -100,12 +87,12 @@ def test_export_cli_from_checkpoint(app: typer.Typer, setup: tuple[Path, Path], 
 
     mdir, sdir = setup
     shutil.copytree(sdir, mdir / "strategy")
-    r = _run(app, "--checkpoint", mdir, "--shape", "L3-a0.5-f0.5", "--out", tmp_path / "a")
+    r = _run("--checkpoint", mdir, "--shape", "L3-a0.5-f0.5", "--out", tmp_path / "a")
     assert r.exit_code == 0, r.output
-    r = _run(app, "--model", mdir, "--strategy", sdir, "--shape", "L3-a0.5-f0.5", "--out", tmp_path / "b")
+    r = _run("--model", mdir, "--strategy", sdir, "--shape", "L3-a0.5-f0.5", "--out", tmp_path / "b")
     assert r.exit_code == 0, r.output
     a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "a" / "amoeba_subnet.json").read_text())["source"]["kind"] == "base+strategy"
-    r = _run(app, "--checkpoint", mdir, "--model", mdir, "--shape", "L3-a0.5-f0.5", "--out", tmp_path / "c")
+    r = _run("--checkpoint", mdir, "--model", mdir, "--shape", "L3-a0.5-f0.5", "--out", tmp_path / "c")
     assert r.exit_code == 2 and "either --checkpoint or --model" in r.output

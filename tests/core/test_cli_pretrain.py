@@ -5,23 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import typer
-from typer.testing import CliRunner
-
-from core.cli.pretrain import register
+from tests.factories import run_cli
 
 BOOK = "*** START OF THE PROJECT GUTENBERG EBOOK {n} ***\n\nChapter one of book {n}.\nIt goes on.\n\nThe end.\n*** END OF THE PROJECT GUTENBERG EBOOK {n} ***\n"
 
 
-def _app() -> typer.Typer:
-    a = typer.Typer()
-
-    @a.callback()
-    def _root() -> None:
-        """test root"""
-
-    register(a)
-    return a
 
 
 def test_prepare_corpus_splits_by_book(tmp_path: Path) -> None:
@@ -29,7 +17,7 @@ def test_prepare_corpus_splits_by_book(tmp_path: Path) -> None:
     src.mkdir(parents=True)
     for i in range(10):
         (src / f"pg{i}_B.txt").write_text(BOOK.format(n=i))
-    r = CliRunner().invoke(_app(), ["prepare-corpus", "--out", str(tmp_path / "c"), "--data-dir", str(tmp_path / "data")])
+    r = run_cli("prepare-corpus", "--out", str(tmp_path / "c"), "--data-dir", str(tmp_path / "data"))
     assert r.exit_code == 0, r.output
     split = json.loads((tmp_path / "c" / "split.json").read_text())
     assert len(split["validation"]) == 4 and len(split["calibration"]) == 2 and len(split["train"]) == 4
@@ -38,7 +26,7 @@ def test_prepare_corpus_splits_by_book(tmp_path: Path) -> None:
 
 
 def test_missing_corpus_is_one_line_error(tmp_path: Path) -> None:
-    r = CliRunner().invoke(_app(), ["prepare-corpus", "--out", str(tmp_path / "c"), "--data-dir", str(tmp_path / "nope")])
+    r = run_cli("prepare-corpus", "--out", str(tmp_path / "c"), "--data-dir", str(tmp_path / "nope"))
     assert r.exit_code == 2 and "corpus directory not found" in r.output and "Traceback" not in r.output
-    r = CliRunner().invoke(_app(), ["pretrain", "--out", str(tmp_path / "m"), "--run-dir", str(tmp_path / "r"), "--save-dtype", "int8"])
+    r = run_cli("pretrain", "--out", str(tmp_path / "m"), "--run-dir", str(tmp_path / "r"), "--save-dtype", "int8")
     assert r.exit_code == 2 and "--save-dtype must be float32 or bfloat16" in r.output

@@ -6,29 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from core.checkpoint import open_checkpoint
-from core.cli.finetune import register
 from core.data.tokenizer import train_tokenizer
 from core.model.loader import ModelInfo, weights_sha256
 from core.strategy.schema import naive_strategy
 from tests.conftest import make_tiny
+from tests.factories import run_cli
 
 TEXT = "\n".join(f"The {a} fox number {i} jumps over the {b} dog and runs home again." for i, (a, b) in
                  enumerate([("quick", "lazy"), ("brown", "sleepy"), ("red", "old"), ("small", "big")] * 60)) + "\n"
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test root"""
-
-    register(app)
-    return app
 
 
 @pytest.fixture
@@ -56,13 +45,13 @@ def test_cli_finetunes_and_writes_a_checkpoint(setup: tuple[Path, Path], tmp_pat
     args = ["finetune", "--base", str(base), "--strategy", str(base / "strategy"), "--out", str(tmp_path / "smol"),
             "--run-dir", str(tmp_path / "run"), "--corpus-dir", str(corpus), "--max-steps", "3", "--batch-size", "2",
             "--seq-len", "16", "--experts", "3", "--rank", "2", "--shapes-per-step", "3", "--eval-every", "3", "--checkpoint-every", "2"]
-    r = CliRunner().invoke(_app(), args)
+    r = run_cli(*args)
     assert r.exit_code == 0, r.output
     assert "saved" in r.output
     ck = open_checkpoint(tmp_path / "smol")
     assert ck.kind == "amoeba" and ck.tokenizer_dir == base and ck.meta["step"] == 3
     assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 3
-    bad = CliRunner().invoke(_app(), args[:-4] + ["--base-dtype", "int8"])
+    bad = run_cli(*args[:-4] + ["--base-dtype", "int8"])
     assert bad.exit_code == 2 and "int8 is unavailable" in bad.output and "Traceback" not in bad.output
-    bad = CliRunner().invoke(_app(), args[:-4] + ["--mixture", "moe"])
+    bad = run_cli(*args[:-4] + ["--mixture", "moe"])
     assert bad.exit_code == 2 and "mixture must be" in bad.output

@@ -216,11 +216,9 @@ def test_per_layer_subnets_are_written_as_deci(tmp_path: Path) -> None:
 
 
 def test_amoeba_export_format_gguf(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
     from core.model.loader import ModelInfo
     from core.strategy.schema import naive_strategy
-    from server.cli import build_app
+    from tests.factories import run_cli
 
     base, _ = export_tiny(tmp_path, "L4-a1-f1", bias=False)
     from transformers import AutoConfig
@@ -232,12 +230,12 @@ def test_amoeba_export_format_gguf(tmp_path: Path) -> None:
     out = tmp_path / "s.gguf"
     args = ["export", "--model", str(base), "--strategy", str(base / "strategy"), "--shape", "L3-a0.75-f0.75", "--format", "gguf",
             "--out", str(out), "--gguf-dtype", "f16"] + (["--parity-tokens", "8"] if HAS_LLAMACPP else [])
-    r = CliRunner().invoke(build_app(), args)
+    r = run_cli(*args)
     assert r.exit_code == 0, r.output
     assert out.is_file() and "sha256:" in r.output and "GGUF llama f16" in r.output
     if HAS_LLAMACPP:
         assert "argmax agreement 100%" in r.output
-    bad = CliRunner().invoke(build_app(), args[:-4 if HAS_LLAMACPP else -2] + ["--out", str(tmp_path / "s.bin")])
+    bad = run_cli(*args[:-4 if HAS_LLAMACPP else -2], "--out", tmp_path / "s.bin")
     assert bad.exit_code != 0 and "must end in .gguf" in bad.output
 
 

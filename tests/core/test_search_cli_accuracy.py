@@ -7,29 +7,14 @@ import math
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
-from core.cli.search import register
 from core.search.cache import JsonAccuracyCache
 from tests.core.test_search_accuracy import make_checkpoint
-
-runner = CliRunner()
-
-
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def _root() -> None:
-        pass
-
-    return app
+from tests.factories import run_cli
 
 
 def _run(*args: str | Path) -> tuple[int, str]:
-    res = runner.invoke(_app(), ["accuracy", *map(str, args)])
+    res = run_cli("accuracy", *args)
     return res.exit_code, res.output
 
 

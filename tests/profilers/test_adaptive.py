@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from core.errors import ConfigError
 from core.spec import SubnetSpec
@@ -63,18 +62,18 @@ def test_budget_and_max_shapes_stop_early() -> None:
 
 
 def test_cli_adaptive_profile_and_fit(tiny_base: Path, tmp_path: Path) -> None:
-    from server.cli import build_app
+    from tests.factories import run_cli
 
     out = tmp_path / "t.json"
-    r = CliRunner().invoke(build_app(), ["profile", "--engine", "torch", "--workload", "b1-p8-g3", "--model", str(tiny_base), "--out", str(out),
+    r = run_cli("profile", "--engine", "torch", "--workload", "b1-p8-g3", "--model", str(tiny_base), "--out", str(out),
                                          "--shapes", "adaptive", "--budget-min", "0.2", "--repetitions", "1", "--warmup", "0", "--rounds", "1",
-                                         "--passes", "2", "--widths", "1,0.75,0.5"])
+                                         "--passes", "2", "--widths", "1,0.75,0.5")
     assert r.exit_code == 0, r.output
     assert "adaptive:" in r.output and "noise floor" in r.output
     t = json.loads(out.read_text())
     assert 10 <= len(t["rows"]) <= 24 and t["protocol"]["order"].startswith("adaptive") and t["noise_floor"]["tpot_ms"]["n"] == len(t["rows"])
     assert t["device"]["cpu_affinity"] and all(row["q_heads"] for row in t["rows"])
-    f = CliRunner().invoke(build_app(), ["profile", "fit", str(out), "--out", str(tmp_path / "p.json"), "--include-busy"])  # CI may be busy
+    f = run_cli("profile", "fit", str(out), "--out", str(tmp_path / "p.json"), "--include-busy")  # CI may be busy
     assert f.exit_code == 0 and "noise floor" in f.output and "CV fits" in f.output
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
 from core.errors import ConfigError
 from core.spec import SubnetSpec
@@ -17,7 +16,7 @@ from profilers.shapes import GridOptions, read_shapes_file, resolve_shapes, thin
 from profilers.source import ModelSource
 from profilers.table import load_table, parse_table, save_table
 from profilers.upload import profiles_url, upload_file
-from server.cli import build_app
+from tests.factories import run_cli
 from tests.profilers.conftest import table_dict
 
 
@@ -126,15 +125,13 @@ def _free_port() -> int:
 
 
 def test_cli_profiles_writes_table_and_keeps_it_when_upload_fails(tmp_path: Path, tiny_base: Path) -> None:
-    app = build_app()
-    runner = CliRunner()
     out = tmp_path / "table.json"
     shapes = tmp_path / "shapes.txt"
     shapes.write_text("L4-a1-f1\nL2-a0.5-f0.75\nL1-a0.5-f0.5\n")
     url = f"http://127.0.0.1:{_free_port()}"
-    res = runner.invoke(app, ["profile", "--engine", "torch", "--workload", "b1-p8-g4", "--shapes", str(shapes), "--model", str(tiny_base),
+    res = run_cli("profile", "--engine", "torch", "--workload", "b1-p8-g4", "--shapes", str(shapes), "--model", str(tiny_base),
                               "--out", str(out), "--repetitions", "2", "--max-shapes", "2", "--upload", url, "--device", "dev1",
-                              "--token", "secret", "--attempts", "1"])
+                              "--token", "secret", "--attempts", "1")
     assert res.exit_code == 2, res.output
     assert "kept at" in res.output and "amoeba profile upload" in res.output and "Traceback" not in res.output
     t = load_table(out)
@@ -143,25 +140,23 @@ def test_cli_profiles_writes_table_and_keeps_it_when_upload_fails(tmp_path: Path
 
 
 def test_cli_dry_run_and_errors(tmp_path: Path, tiny_base: Path) -> None:
-    app = build_app()
-    runner = CliRunner()
-    res = runner.invoke(app, ["profile", "--engine", "onnxruntime", "--workload", "b1-p8-g4", "--model", str(tiny_base), "--dry-run",
-                              "--min-layers", "3", "--widths", "1,0.5"])
+    res = run_cli("profile", "--engine", "onnxruntime", "--workload", "b1-p8-g4", "--model", str(tiny_base), "--dry-run",
+                              "--min-layers", "3", "--widths", "1,0.5")
     assert res.exit_code == 0, res.output
     assert "8 shapes" in res.output and "estimated total" in res.output and "probe L4-a1-f1" in res.output
-    bad = runner.invoke(app, ["profile", "--engine", "torch", "--workload", "b1-p8", "--model", str(tiny_base), "--out", str(tmp_path / "x")])
+    bad = run_cli("profile", "--engine", "torch", "--workload", "b1-p8", "--model", str(tiny_base), "--out", str(tmp_path / "x"))
     assert bad.exit_code == 2 and "bad workload key" in bad.output
-    miss = runner.invoke(app, ["profile", "--engine", "torch"])
-    assert miss.exit_code == 2 and "--model" in miss.output
-    bias = runner.invoke(app, ["profile", "--engine", "torch", "--workload", "b1-p8-g4", "--model", str(tiny_base), "--bias", "mlp",
-                               "--out", str(tmp_path / "z")])
+    miss = run_cli("profile", "--engine", "torch")  # --model defaults to the served checkpoint; --out is needed
+    assert miss.exit_code == 2 and "--out" in miss.output
+    bias = run_cli("profile", "--engine", "torch", "--workload", "b1-p8-g4", "--model", str(tiny_base), "--bias", "mlp",
+                               "--out", str(tmp_path / "z"))
     assert bias.exit_code == 2 and "bad bias modules ['mlp']" in bias.output and not (tmp_path / "z").exists()
-    trt = runner.invoke(app, ["profile", "--engine", "tensorrt_llm", "--workload", "b1-p8-g4-fp16", "--model", str(tiny_base),
-                              "--out", str(tmp_path / "y")])
+    trt = run_cli("profile", "--engine", "tensorrt_llm", "--workload", "b1-p8-g4-fp16", "--model", str(tiny_base),
+                              "--out", str(tmp_path / "y"))
     assert trt.exit_code == 2 and "unavailable" in trt.output
-    up = runner.invoke(app, ["profile", "upload", str(tmp_path / "none.json"), "--url", "http://x", "--device", "d", "--token", "t"])
+    up = run_cli("profile", "upload", str(tmp_path / "none.json"), "--url", "http://x", "--device", "d", "--token", "t")
     assert up.exit_code == 2 and "not found" in up.output
-    eng = runner.invoke(app, ["profile", "engines"])
+    eng = run_cli("profile", "engines")
     assert "torch: available" in eng.output and "tensorrt_llm: unavailable" in eng.output
 
 
@@ -170,6 +165,6 @@ def test_cli_fit(tmp_path: Path) -> None:
 
     t = tmp_path / "t.json"
     save_table(parse_table(synthetic_table(physical_law, noise=0.01)), t)
-    res = CliRunner().invoke(build_app(), ["profile", "fit", str(t), "--out", str(tmp_path / "p.json")])
+    res = run_cli("profile", "fit", str(t), "--out", str(tmp_path / "p.json"))
     assert res.exit_code == 0, res.output
     assert "tpot_ms: physical (held-out MAPE" in res.output and (tmp_path / "p.json").is_file()

@@ -8,28 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from core.model.loader import ModelInfo
 from core.search.cache import JsonAccuracyCache
 from core.spec import ShapeSpace
 from core.strategy.units import kept_ffn_channels, kept_kv_groups
-from server.cli_search import register
 from tests.core.test_search_accuracy import make_checkpoint
+from tests.factories import run_cli
 
-runner = CliRunner()
 ACC = ("--window", "32", "--max-windows", "2")
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    return app
-
-
 def _run(*args: str | Path) -> tuple[int, str, str]:
-    res = runner.invoke(_app(), [*map(str, args)])
+    res = run_cli(*args)
     return res.exit_code, res.stdout, res.output
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from tests.server.conftest import ADMIN_TOKEN, add_tokenizer, make_checkpoint
 
-AMOEBA = [sys.executable, "-c", "from server.cli import main; main()"]
+AMOEBA = [sys.executable, "-c", "from cli.app import main; main()"]
 
 
 def _free_port() -> int:

@@ -9,9 +9,8 @@ from sqlalchemy import select
 from core.search.cache import JsonAccuracyCache
 from core.search.shapes import UniformSpace
 from server.app import create_app
-from server.commands import warm_accuracy
 from server.db.models import Job
-from server.services.accuracy import ACCURACY, ACCURACY_TABLE_FILE
+from server.services.accuracy import ACCURACY, ACCURACY_TABLE_FILE, warm_accuracy
 from tests.server.conftest import make_checkpoint, settings_for, tiny_metric_factory
 
 

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from core.cli.common import cli_errors, console
+from cli.common import cli_errors, console
+from cli.defaults import CHECKPOINT_HELP
 
 if TYPE_CHECKING:
     from core.elastic.model import ElasticModel
@@ -53,14 +54,20 @@ def open_checkpoint_source(checkpoint: Path) -> ExportSource:
 
 
 def resolve_source(model: Path | None, strategy: Path | None, checkpoint: Path | None = None) -> ExportSource:
-    """The one place that decides what to export from: ``--checkpoint`` or ``--model`` + ``--strategy``."""
+    """The one place that decides what to export from: ``--checkpoint``, ``--model`` + ``--strategy``, else the served checkpoint."""
     if checkpoint is not None:
         if model is not None or strategy is not None:
             raise ValueError("give either --checkpoint or --model/--strategy, not both")
         console.print(f"loading checkpoint {checkpoint} ...")
         return open_checkpoint_source(checkpoint)
+    if model is None and strategy is None:
+        from cli.defaults import served_checkpoint
+
+        checkpoint = served_checkpoint()
+        console.print(f"loading the served checkpoint {checkpoint} ...")
+        return open_checkpoint_source(checkpoint)
     if model is None or strategy is None:
-        raise ValueError("give --checkpoint, or --model and --strategy")
+        raise ValueError("give --checkpoint, or --model and --strategy (or none of them: the served checkpoint)")
     console.print(f"loading {model} with strategy {strategy} ...")
     return open_base_and_strategy(model, strategy)
 
@@ -71,7 +78,7 @@ def export_cmd(
     out: Annotated[Path, typer.Option(help="Output directory (must not exist or be empty unless --overwrite).")],
     model: Annotated[Optional[Path], typer.Option(help="Base model directory (HF format).")] = None,
     strategy: Annotated[Optional[Path], typer.Option(help="Stage 1 strategy directory made for that model.")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="AmoebaLLM checkpoint directory (instead of --model/--strategy).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help=f"AmoebaLLM checkpoint directory (instead of --model/--strategy; {CHECKPOINT_HELP}).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing non-empty output directory.")] = False,
     dtype: Annotated[str, typer.Option(help=f"dtype of the written weights: {', '.join(DTYPES)}.")] = "float32",
     threads: Annotated[int, typer.Option(help="torch intra-op threads.")] = 1,

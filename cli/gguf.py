@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from core.cli.common import cli_errors, console
+from cli.common import cli_errors, console
 
 
 @cli_errors

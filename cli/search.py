@@ -1,7 +1,7 @@
 """``amoeba search`` and ``amoeba search-worker``: the best shape of a checkpoint under a latency budget.
 
 Latency comes from a measured profile table (``profilers``): a ``LatencyPredictor`` is fitted on it (or loaded
-with ``--predictor``), so this CLI lives in ``server`` (``core`` may not import ``profilers``).
+with ``--predictor``, see ``cli.tables``).
 ``search-worker`` runs Optuna trials on a shared study (``--storage URL --study NAME``); start as many as you like.
 Exit codes: 0 found, 1 infeasible (the message names the fastest achievable latency), 2 bad input.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -20,67 +20,14 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from core.cli.common import cli_errors, console, progress
+from cli.common import cli_errors, console, progress
+from cli.defaults import CHECKPOINT_HELP, checkpoint_or_served
+from cli.tables import latency_source
+from core.data.paths import ACCURACY_CACHE as DEFAULT_CACHE
 from core.errors import ConfigError
-from core.search.session import DEFAULT_CACHE
 
 if TYPE_CHECKING:
-    from core.latency import LatencyModel
-    from core.model.loader import ModelInfo
     from core.search.query import Answer, ShapeResult
-    from profilers.table import ProfileTable
-
-MODEL_FIELDS = ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size", "vocab_size")
-
-
-@dataclass(frozen=True)
-class LatencySource:
-    """The chosen profile table and the latency model built from it."""
-
-    table: ProfileTable
-    model: LatencyModel
-    table_sha256: str
-
-
-def select_table(paths: list[Path], engine: str | None, workload: str | None, device: str | None) -> ProfileTable:
-    """The one table among ``paths`` matching the filters; ``ConfigError`` listing the candidates otherwise."""
-    from profilers.table import load_table
-    from profilers.workload import Workload
-
-    wl = Workload.parse(workload).key if workload is not None else None
-    tables = [load_table(p) for p in paths]
-    hits = [t for t in tables
-            if (engine is None or t.engine.name == engine) and (wl is None or t.workload == wl) and (device is None or t.device.name == device)]
-    if len(hits) == 1:
-        return hits[0]
-    have = ", ".join(f"{t.device.name or '?'}/{t.engine.name}/{t.workload}" for t in tables)
-    want = f"engine={engine or '*'} workload={wl or '*'} device={device or '*'}"
-    what = "no profile table matches" if not hits else f"{len(hits)} profile tables match"
-    raise ConfigError(f"{what} {want} (tables: {have}); narrow it with --engine / --workload / --device")
-
-
-def check_table_model(table: ProfileTable, info: ModelInfo, config_sha256: str | None = None) -> None:
-    """Refuse a table measured for another model than the checkpoint's (``ModelMismatch`` names both)."""
-    from core.search.pipeline import ModelFingerprint, check_model
-    from server.services.profiles import table_fingerprint
-
-    check_model(table_fingerprint(table), ModelFingerprint.of(info, config_sha256))
-
-
-def latency_source(paths: list[Path], engine: str | None, workload: str | None, device: str | None, predictor: Path | None) -> LatencySource:
-    """Select the table and fit (or load) its ``LatencyPredictor``; a loaded predictor must belong to that table."""
-    from profilers.predictor.model import LatencyPredictor
-    from server.services.latency import fit_predictor
-
-    table = select_table(paths, engine, workload, device)
-    sha = table.content_sha256()
-    if predictor is None:
-        return LatencySource(table, fit_predictor(table)[0], sha)
-    pred = LatencyPredictor.load(predictor)
-    if pred.state.table_sha256 != sha:
-        raise ConfigError(f"predictor {predictor} was fitted on another table (sha256 {pred.state.table_sha256[:12]}…, table {sha[:12]}…)")
-    return LatencySource(table, pred, sha)
-
 
 def _result_row(t: Table, tag: str, r: ShapeResult, ppl: bool, e2e: bool) -> None:
     cells = [tag, r.shape, "" if r.accuracy is None else f"{r.accuracy:.4f}"]
@@ -143,7 +90,7 @@ def _run(ctx: typer.Context, **kw: Any) -> None:
     torch.set_num_threads(kw["threads"])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ms = MetricSettings(window=kw["window"], max_windows=kw["max_windows"] or None, batch_size=kw["batch_size"], calib_text=kw["calib_text"])
-    ckpt, table = open_accuracy(AccuracySettings(kw["checkpoint"], kw["accuracy_metric"], kw["accuracy_cache"], ms))
+    ckpt, table = open_accuracy(AccuracySettings(checkpoint_or_served(kw["checkpoint"]), kw["accuracy_metric"], kw["accuracy_cache"], ms))
     checkpoint_model = ModelFingerprint.of(ckpt.elastic.info, read_identity(Path(ckpt.path)).fingerprint.config_sha256)
     base = ckpt.strategy.space
     space = UniformSpace(base) if kw["groups"] == 1 else GroupedSpace(base, kw["groups"])
@@ -178,9 +125,9 @@ def _run(ctx: typer.Context, **kw: Any) -> None:
 @cli_errors
 def search_cmd(
     ctx: typer.Context,
-    checkpoint: Annotated[Path, typer.Option(help="AmoebaLLM checkpoint (or base model dir with strategy/).")],
     table: Annotated[list[Path], typer.Option(help="Profile table JSON (repeatable; filtered by --engine/--workload/--device).")],
     budget_ms: Annotated[float, typer.Option(help="Latency budget in milliseconds.")],
+    checkpoint: Annotated[Optional[Path], typer.Option(help=f"AmoebaLLM checkpoint (or base model dir with strategy/); {CHECKPOINT_HELP}.")] = None,
     metric: Annotated[str, typer.Option(help="Budgeted latency: tpot, ttft or e2e (= ttft + (gen_len - 1) * tpot).")] = "tpot",
     memory_mb: Annotated[Optional[float], typer.Option(help="Peak memory budget in MB.")] = None,
     ttft_ms: Annotated[Optional[float], typer.Option(help="Also bound the time to first token (ms).")] = None,

@@ -5,24 +5,34 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from core.cli.common import cli_errors, console, progress
+from cli.common import cli_errors, console, progress
+from cli.config_file import with_config_file
+from cli.options import config_options
+from core.pretrain.config import PretrainConfig
+
+#: ``PretrainConfig`` fields that are options (the others are the recipe's, or ``--tiny``'s)
+HELP = {
+    "max_steps": "Optimiser steps.",
+    "max_minutes": "Stop (with a checkpoint) after this many minutes; rerun to resume.",
+    "threads": "torch intra-op threads.",
+}
 
 
 @cli_errors
+@with_config_file
+@config_options(PretrainConfig, HELP)
 def pretrain_cmd(
     out: Annotated[Path, typer.Option(help="Where to write the final HF model directory.")],
     run_dir: Annotated[Path, typer.Option(help="Work directory: corpus, tokenizer, checkpoints (resume from here).")] = Path("runs/pretrain"),
     data_dir: Annotated[Optional[Path], typer.Option(help="Shared data directory (default $AMOEBA_DATA_DIR or ../shared/data).")] = None,
-    max_steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 900,
-    max_minutes: Annotated[Optional[float], typer.Option(help="Stop (with a checkpoint) after this many minutes; rerun to resume.")] = None,
-    threads: Annotated[int, typer.Option(help="torch intra-op threads.")] = 1,
     tiny: Annotated[bool, typer.Option(help="A tiny model and few steps (for tests).")] = False,
     vocab_size: Annotated[int, typer.Option(help="Tokenizer vocabulary size.")] = 8192,
     save_dtype: Annotated[str, typer.Option(help="dtype of the saved weights: float32 or bfloat16.")] = "bfloat16",
+    config: dict[str, Any] | None = None,
 ) -> None:
     """Pretrain the small Llama base model on the Gutenberg train split (resumable)."""
     import torch
@@ -32,9 +42,11 @@ def pretrain_cmd(
     from core.data.paths import data_dir as resolve_data_dir
     from core.data.tokenizer import train_tokenizer
     from core.data.tokens import tokenize_file
-    from core.pretrain.config import ModelDims, PretrainConfig
+    from core.pretrain.config import ModelDims
     from core.pretrain.recipe import StepInfo, pretrain
 
+    opts = dict(config or {})
+    max_steps, max_minutes, threads = opts["max_steps"], opts["max_minutes"], opts["threads"]
     if save_dtype not in ("float32", "bfloat16"):
         raise ValueError(f"--save-dtype must be float32 or bfloat16, got {save_dtype!r}")
     corpus_dir = run_dir / "corpus"

@@ -9,15 +9,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from core.cli.common import cli_errors, console, progress
+from cli.common import cli_errors, console, progress
+from cli.config_file import with_config_file
+from cli.defaults import CHECKPOINT_HELP
 
 TASKS_HELP = "Comma-separated tasks: piqa,hellaswag,winogrande,arc_easy,arc_challenge,boolq,openbookqa,mmlu,mmlu_5shot."
 
 
 @cli_errors
+@with_config_file
 def eval_cmd(
     model: Annotated[Optional[Path], typer.Option(help="HF model directory: a base model, or an exported subnet.")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="AmoebaLLM checkpoint directory: evaluate with adapters at --shape.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help=f"AmoebaLLM checkpoint directory: evaluate with adapters at --shape ({CHECKPOINT_HELP}, "
+                                                            "unless --model is given).")] = None,
     strategy: Annotated[Optional[Path], typer.Option(help="Stage 1 strategy directory: evaluate the elastic model at --shape.")] = None,
     shape: Annotated[Optional[str], typer.Option(help="Shape key, e.g. L8-a0.75-f0.625 (default: the full shape).")] = None,
     ppl: Annotated[Optional[list[Path]], typer.Option(help="Text file to score perplexity on (repeatable).")] = None,
@@ -27,7 +31,7 @@ def eval_cmd(
     seed: Annotated[Optional[int], typer.Option(help="With --limit: a seeded random sample (stratified by MMLU subject) instead of the first N.")] = None,
     window: Annotated[Optional[int], typer.Option(help="Perplexity window in tokens (default and cap: the model context).")] = None,
     max_windows: Annotated[Optional[int], typer.Option(help="Score only the first N perplexity windows.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 4,
+    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per forward pass (default: the recipe's, EvalPlan).")] = None,
     json_out: Annotated[Optional[Path], typer.Option(help="Write all results as JSON here.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Shared data directory (default $AMOEBA_DATA_DIR or ../shared/data).")] = None,
     tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer directory (default: the model directory).")] = None,
@@ -46,7 +50,8 @@ def eval_cmd(
     torch.set_num_threads(threads)
     plan = EvalPlan(
         ppl_files=tuple(ppl or ()), wikitext2=wikitext2, tasks=parse_task_names(tasks) if tasks is not None else (),
-        limit=limit, seed=seed, window=window, max_windows=max_windows, batch_size=batch_size, data_root=data_dir,
+        limit=limit, seed=seed, window=window, max_windows=max_windows, data_root=data_dir,
+        **({} if batch_size is None else {"batch_size": batch_size}),
     )
     if seed is not None and limit is None:
         raise ValueError("--seed only selects a sample together with --limit")
@@ -54,8 +59,12 @@ def eval_cmd(
         raise ValueError(f"--json-out {json_out} is a directory")
     inputs = load_inputs(plan)  # every data file is read and checked before the model loads
     hf_logging.disable_progress_bar()
-    if (model is None) == (checkpoint is None):
-        raise ValueError("give exactly one of --model or --checkpoint")
+    if model is not None and checkpoint is not None:
+        raise ValueError("give exactly one of --model or --checkpoint (or neither: the served checkpoint)")
+    if model is None and checkpoint is None:
+        from cli.defaults import served_checkpoint
+
+        checkpoint = served_checkpoint()
     if checkpoint is not None:
         if strategy is not None:
             raise ValueError("--strategy comes with the checkpoint; do not pass it with --checkpoint")

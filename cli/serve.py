@@ -1,16 +1,17 @@
-"""``amoeba serve`` and ``amoeba db upgrade|current`` (mounted by server/cli.py through ``register``)."""
+"""``amoeba serve`` and ``amoeba db upgrade|current``: the service's entry points (the service itself is ``server``)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from core.cli.common import cli_errors, console, progress
+from cli.common import cli_errors, console, progress
 from core.errors import AmoebaError
 
 
 def register(app: typer.Typer) -> None:
+    """Mount ``amoeba serve`` and ``amoeba db``."""
     app.command("serve")(serve)
     db = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
     db.command("upgrade")(db_upgrade)
@@ -31,6 +32,7 @@ def serve(
 
     from server.app import create_app
     from server.bootstrap import prepare
+    from server.services.accuracy import ACCURACY_TABLE_FILE, warm_accuracy
     from server.settings import Settings
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -53,29 +55,14 @@ def serve(
         console.print(f"profiled {prepared.device!r}: {prepared.profiled_shapes} shapes on {settings.bootstrap_engine} at {settings.bootstrap_workload}")
     app = create_app(settings)
     try:
-        warm_accuracy(app)
+        shipped = warm_accuracy(app)
+        if shipped:
+            console.print(f"accuracy: {shipped} shapes from the checkpoint's shipped table ({ACCURACY_TABLE_FILE})")
     except AmoebaError as e:
         console.print(f"[yellow]warning:[/yellow] accuracy table not queued: {e}", highlight=False)
     console.print(f"serving on http://{settings.host}:{settings.port}  (dashboard: /admin, API docs: /docs)")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=settings.access_log,
                 backlog=settings.backlog, timeout_keep_alive=settings.keep_alive_s)
-
-
-def warm_accuracy(app: Any) -> None:
-    """Seed the accuracy table from the one the checkpoint ships, then queue whatever is still missing so the first
-    search does not wait for it."""
-    from server.services import jobs
-    from server.services.accuracy import ACCURACY, ACCURACY_TABLE_FILE
-
-    state = app.state.amoeba
-    shipped = state.accuracy.seed(state.runtime.path / ACCURACY_TABLE_FILE)
-    if shipped:
-        console.print(f"accuracy: {shipped} shapes from the checkpoint's shipped table ({ACCURACY_TABLE_FILE})")
-    if state.accuracy.complete():
-        return
-    key = state.accuracy.job_key()
-    with state.db.session() as s:
-        jobs.enqueue(s, ACCURACY, key, {}, rearm=True)
 
 
 @cli_errors

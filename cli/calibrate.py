@@ -5,31 +5,37 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from core.cli.common import cli_errors, console, progress
+from cli.common import cli_errors, console, progress
+from cli.config_file import with_config_file
+from cli.defaults import CHECKPOINT_HELP
+
+#: help suffix of options whose default is ``CalibrationConfig``'s (not repeated here: that module imports torch)
+RECIPE = " (default: the recipe's, CalibrationConfig)"
 
 
 @cli_errors
+@with_config_file
 def calibrate_cmd(
-    model: Annotated[Path, typer.Option(help="Base model directory (Hugging Face format, with its tokenizer).")],
     out: Annotated[Path, typer.Option(help="Strategy directory to write (replaced atomically).")],
+    model: Annotated[Optional[Path], typer.Option(help=f"Base model directory (Hugging Face format, with its tokenizer); {CHECKPOINT_HELP}'s base.")] = None,
     calib_text: Annotated[Optional[Path], typer.Option(help="Calibration text file (default: <model>/calibration.txt).")] = None,
     min_layers: Annotated[Optional[int], typer.Option(help="Smallest depth of the shape space (default: half the layers).")] = None,
-    keep_last: Annotated[int, typer.Option(help="Top layers that are never removed.")] = 1,
+    keep_last: Annotated[Optional[int], typer.Option(help="Top layers that are never removed" + RECIPE)] = None,
     widths: Annotated[Optional[str], typer.Option(help="MLP width ladder (also attention without --attn-widths); default 1,7/8,3/4,5/8 snapped.")] = None,
     attn_widths: Annotated[Optional[str], typer.Option(help="Attention width ladder (default: what the unit count allows).")] = None,
-    attn_unit: Annotated[str, typer.Option(help="Attention unit: kv_group (whole KV groups) or q_head (query heads inside every KV group).")] = "kv_group",
+    attn_unit: Annotated[Optional[str], typer.Option(help="Attention unit: kv_group (whole KV groups) or q_head (query heads inside every KV group)"
+                                                          + RECIPE)] = None,
     depth_from: Annotated[Optional[Path], typer.Option(help="Reuse this strategy's kept layers instead of the DP.")] = None,
-    allocation: Annotated[str, typer.Option(help="Width allocation: uniform or global.")] = "uniform",
-    bias: Annotated[
-        str, typer.Option(help="Compensation bias modules: attn,ffn | attn | ffn | none (default attn: bench/results/bias_compensation.json).")
-    ] = "attn",
-    window: Annotated[int, typer.Option(help="Tokens per calibration window.")] = 256,
+    allocation: Annotated[Optional[str], typer.Option(help="Width allocation: uniform or global" + RECIPE)] = None,
+    bias: Annotated[Optional[str], typer.Option(help="Compensation bias modules: attn,ffn | attn | ffn | none"
+                                                     " (bench/results/bias_compensation.json)" + RECIPE)] = None,
+    window: Annotated[Optional[int], typer.Option(help="Tokens per calibration window" + RECIPE)] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Use at most this many calibration tokens (0 = all).")] = 16384,
-    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 8,
+    batch_size: Annotated[Optional[int], typer.Option(help="Windows per forward pass" + RECIPE)] = None,
     threads: Annotated[int, typer.Option(help="torch intra-op threads.")] = 1,
 ) -> None:
     """Select the kept layers of every depth and the kept heads/channels of every width (Stage 1)."""
@@ -44,6 +50,10 @@ def calibrate_cmd(
     from core.strategy.schema import Strategy
     from core.strategy.width import parse_bias_modules
 
+    if model is None:
+        from cli.defaults import base_of, served_checkpoint
+
+        model = base_of(served_checkpoint())
     raw = read_config(model)
     if out.resolve() == model.resolve():
         raise ConfigError("--out must not be the model directory")
@@ -55,18 +65,12 @@ def calibrate_cmd(
             raise DataMissingError(f"{model} has no calibration.txt; pass --calib-text FILE")
         raise DataMissingError(f"calibration text not found: {calib}")
     n_layers = int(raw.get("num_hidden_layers", 0))
-    cfg = CalibrationConfig(
-        min_layers=min_layers if min_layers is not None else max(1, keep_last, n_layers // 2),
-        keep_last=keep_last,
-        widths=parse_widths(widths) if widths else None,
-        attn_widths=parse_widths(attn_widths) if attn_widths else None,
-        attn_unit=attn_unit,
-        allocation=allocation,
-        bias_modules=parse_bias_modules(bias),
-        window=window,
-        max_tokens=max_tokens or None,
-        batch_size=batch_size,
-    )
+    given: dict[str, Any] = {"keep_last": keep_last, "attn_unit": attn_unit, "allocation": allocation, "window": window, "batch_size": batch_size,
+                             "widths": parse_widths(widths) if widths else None, "attn_widths": parse_widths(attn_widths) if attn_widths else None,
+                             "bias_modules": parse_bias_modules(bias) if bias is not None else None}
+    kw = {k: v for k, v in given.items() if v is not None}
+    last = kw.get("keep_last", CalibrationConfig.keep_last)
+    cfg = CalibrationConfig(min_layers=min_layers if min_layers is not None else max(1, last, n_layers // 2), max_tokens=max_tokens or None, **kw)
     if threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)

@@ -9,15 +9,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from core.cli.common import cli_errors, console, progress
-from core.search.session import DEFAULT_CACHE
+from cli.common import cli_errors, console, progress
+from cli.defaults import CHECKPOINT_HELP, checkpoint_or_served
+from core.data.paths import ACCURACY_CACHE as DEFAULT_CACHE
 
 METRIC_HELP = "Accuracy metric: 'ppl' (perplexity on --calib-text; accuracy = -ln ppl) or 'mc:<task>' (e.g. mc:piqa; accuracy = acc_norm)."
 
 
 @cli_errors
 def accuracy_cmd(
-    checkpoint: Annotated[Path, typer.Option(help="AmoebaLLM checkpoint, or a base model directory with a strategy/ subdirectory.")],
+    checkpoint: Annotated[Optional[Path], typer.Option(help=f"AmoebaLLM checkpoint, or a base model directory with a strategy/ subdirectory; "
+                                                            f"{CHECKPOINT_HELP}.")] = None,
     calib_text: Annotated[Optional[Path], typer.Option(help="Calibration text for ppl (default: calibration.txt in the checkpoint or base dir).")] = None,
     metric: Annotated[str, typer.Option(help=METRIC_HELP)] = "ppl",
     cache: Annotated[Path, typer.Option(help="Accuracy cache file (JSON).")] = DEFAULT_CACHE,
@@ -47,7 +49,7 @@ def accuracy_cmd(
     torch.set_num_threads(threads)
     ms = MetricSettings(window=window, max_windows=max_windows or None, batch_size=batch_size, calib_text=calib_text, data_dir=data_dir,
                         limit=limit, seed=seed, mc_score=mc_score)
-    ckpt, table = open_accuracy(AccuracySettings(checkpoint, metric, cache, ms))
+    ckpt, table = open_accuracy(AccuracySettings(checkpoint_or_served(checkpoint), metric, cache, ms))
     space = ckpt.strategy.space
     todo = list(space) if shapes.strip() == "all" else [space.validate(SubnetSpec.parse(k)) for k in shapes.split(",") if k.strip()]
     if not todo:

@@ -1,0 +1,30 @@
+"""What a model-taking verb uses when no model is named: the checkpoint the service serves.
+
+That is ``AMOEBA_CHECKPOINT`` when set, else the bundled one (``server.settings.default_checkpoint``). The
+lookups import on use, so that ``amoeba --help`` stays light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CHECKPOINT_HELP = "default: the served checkpoint (AMOEBA_CHECKPOINT, else the bundled one)"
+
+
+def served_checkpoint() -> Path:
+    """The checkpoint ``amoeba serve`` would load (a checkpoint, or a base model directory with ``strategy/``)."""
+    from server.settings import Settings
+
+    return Settings().checkpoint_path()
+
+
+def checkpoint_or_served(checkpoint: Path | None) -> Path:
+    """``checkpoint`` when given, else the served one."""
+    return checkpoint if checkpoint is not None else served_checkpoint()
+
+
+def base_of(checkpoint: Path) -> Path:
+    """The base model directory of a checkpoint (itself for a base model with ``strategy/``)."""
+    from server.bootstrap import base_model_dir
+
+    return base_model_dir(checkpoint)

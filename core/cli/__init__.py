@@ -1,1 +1,0 @@
-"""Typer commands of ``core``. The ``amoeba`` entry point (``server.cli``) mounts them."""
