@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.common import cli_errors, console, progress
+from cli.config_file import with_config_file
 from cli.defaults import CHECKPOINT_HELP, checkpoint_or_served
 from core.data.paths import ACCURACY_CACHE as DEFAULT_CACHE
 
@@ -17,6 +18,7 @@ METRIC_HELP = "Accuracy metric: 'ppl' (perplexity on --calib-text; accuracy = -l
 
 
 @cli_errors
+@with_config_file
 def accuracy_cmd(
     checkpoint: Annotated[Optional[Path], typer.Option(help=f"AmoebaLLM checkpoint, or a base model directory with a strategy/ subdirectory; "
                                                             f"{CHECKPOINT_HELP}.")] = None,

@@ -54,8 +54,8 @@ HELP = {
 def finetune_cmd(
     out: Annotated[Path, typer.Option(help="Where to write the Amoeba checkpoint directory.")],
     base: Annotated[Optional[Path], typer.Option(help=f"Base model directory (HF format, with tokenizer); {CHECKPOINT_HELP}'s base.")] = None,
-    strategy: Annotated[Optional[Path], typer.Option(help="Stage 1 strategy directory (default: <checkpoint>/strategy of the served "
-                                                          "checkpoint with the default --base, else <base>/strategy).")] = None,
+    strategy: Annotated[Optional[Path], typer.Option(help="Stage 1 strategy directory (default: <base>/strategy; with the default "
+                                                          "--base, the served checkpoint's strategy/).")] = None,
     run_dir: Annotated[Path, typer.Option(help="Work directory: corpus, checkpoints (resume from here).")] = Path("runs/finetune"),
     corpus_dir: Annotated[Optional[Path], typer.Option(help="Prepared corpus (train/validation.txt); default <run-dir>/corpus from the shared data.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Shared data directory (default $AMOEBA_DATA_DIR or ../shared/data).")] = None,

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.common import cli_errors, console, progress
+from cli.config_file import with_config_file
 from cli.defaults import CHECKPOINT_HELP, checkpoint_or_served
 from cli.tables import latency_source
 from core.data.paths import ACCURACY_CACHE as DEFAULT_CACHE
@@ -123,6 +124,7 @@ def _run(ctx: typer.Context, **kw: Any) -> None:
 
 
 @cli_errors
+@with_config_file
 def search_cmd(
     ctx: typer.Context,
     table: Annotated[list[Path], typer.Option(help="Profile table JSON (repeatable; filtered by --engine/--workload/--device).")],
