@@ -3,11 +3,20 @@ error, width / depth speed-ups and adaptive profiling against the full grid.
 
 Every flow (``MODEL/ENGINE[:DTYPE]``) is one interleaved measurement (``profilers.protocol``: 2 passes × ``--rounds``
 rounds, the process pinned to ``--cpu``), so every ratio in its summary is measured side by side in one run. Results
-are merged into ``--out`` per flow (run flows in several invocations; each keeps its own command, load and quiet flag).
+are merged into ``--out`` per flow as each finishes (the file is re-read before every write, so flows measured by other
+invocations are kept; each flow keeps its own command, load and quiet flag). ``--resume`` skips the flows ``--out``
+already holds a table of for the same workload, so an interrupted list of flows continues where it stopped (a flow is
+one interleaved measurement: an interrupted flow is measured again from its start; ``--weights-cache`` keeps its
+random weights). ``--dry-run`` prints each flow's shapes and estimated duration (one quick probe of its costliest shape).
 
     python bench/profile_cpu.py --flows tiny/torch,tiny/onnxruntime                  # refuses on a loaded machine
     python bench/profile_cpu.py --flows smollm2/llamacpp:q8_0 --cpu 1 --allow-busy    # pinned, load recorded
+    python bench/profile_cpu.py --flows smollm2/torch,smollm2/onnxruntime --resume --weights-cache /tmp/amoeba-weights
     python bench/profile_cpu.py --flows tiny/torch --quick --out /tmp/x.json --allow-busy   # development
+
+``smollm2`` needs ``models/smollm2-135m`` (``amoeba fetch-model smollm2-135m``); its grid, attention unit (whole KV groups)
+and compensation biases (attention) are the ones the SmolLM2 checkpoint (``models/amoeba-smollm2-smol``) uses, the same
+for every engine so the flows compare side by side.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.spec import SubnetSpec  # noqa: E402
 from profilers.adaptive import AdaptiveOptions, replay  # noqa: E402
-from profilers.agent import run_profile  # noqa: E402
+from profilers.agent import dry_run, run_profile  # noqa: E402
 from profilers.base import MeasureSettings  # noqa: E402
 from profilers.facts import load_avg  # noqa: E402
 from profilers.predictor.model import LatencyPredictor  # noqa: E402
@@ -41,6 +50,7 @@ from profilers.table import ProfileTable, atomic_write_text, parse_table  # noqa
 from profilers.workload import Workload  # noqa: E402
 
 QUIET_FLAG = Path("/work/runs/QUIET")
+SCHEMA = "amoeba-latency-bench-2"
 #: per model: directory, grid (depths × attention widths × MLP widths), measuring settings; attention unit kv_group for both
 #: (SmolLM2: whole KV groups beat query heads at equal parameters, bench/results/attn_unit_smollm2-135m.json) and
 #: attention-only compensation biases (Stage 1's default), given explicitly so a later strategy/ cannot change the grid
@@ -122,23 +132,78 @@ def adaptive_benchmark(table: ProfileTable, full_cv: dict[str, Any]) -> dict[str
     return out
 
 
-def run_flow(flow: str, args: argparse.Namespace, command: str) -> dict[str, Any]:
+def flow_workload(flow: str, workload: str) -> Workload:
+    """The workload of ``MODEL/ENGINE[:DTYPE]`` at ``workload`` (the flow's dtype replaces the key's)."""
+    dtype = flow.partition("/")[2].partition(":")[2] or "fp32"
+    wl = Workload.parse(workload)
+    return Workload(wl.batch, wl.prompt_len, wl.gen_len, dtype)
+
+
+def parse_flows(text: str) -> list[str]:
+    """``MODEL/ENGINE[:DTYPE]`` flows, comma-separated; ``SystemExit`` naming an unknown model."""
+    flows = [f.strip() for f in text.split(",") if f.strip()]
+    for f in flows:
+        if f.partition("/")[0] not in MODELS or not f.partition("/")[2]:
+            raise SystemExit(f"bad flow {f!r}: expected MODEL/ENGINE[:DTYPE] with MODEL one of {', '.join(MODELS)}")
+    return flows
+
+
+def missing_models(flows: list[str]) -> list[str]:
+    """Model directories the flows need that are not there (each with how to build it)."""
+    out = []
+    for model in dict.fromkeys(f.partition("/")[0] for f in flows):
+        d = MODELS[model]["dir"]
+        if not (d / "config.json").is_file():
+            hint = " (build it: amoeba fetch-model smollm2-135m)" if model == "smollm2" else ""
+            out.append(f"{d}{hint}")
+    return out
+
+
+def pending_flows(doc: dict[str, Any], flows: list[str], workload: str) -> list[str]:
+    """The flows ``doc`` does not yet hold a measured table of at their workload (what ``--resume`` still runs)."""
+    have = doc.get("flows", {}) if doc.get("schema") == SCHEMA else {}
+    return [f for f in flows if not ("table" in have.get(f, {}) and have[f].get("workload") == flow_workload(f, workload).key)]
+
+
+def merge_flow(out: Path, flow: str, result: dict[str, Any]) -> bool:
+    """Write one flow's result into ``out`` (re-read now: flows written meanwhile are kept; another schema is replaced),
+    the tiny model's tables also under ``tables.<engine>``; atomic. A result without a table (engine unavailable here)
+    never replaces a measured flow: then nothing is written and ``False`` is returned."""
+    doc: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
+    if doc.get("schema") != SCHEMA:
+        doc = {"schema": SCHEMA, "flows": {}}
+    #: the bundled model's tables by engine (``tables.torch`` …), as bench/search.py and bench/service.py read them
+    doc.setdefault("tables", {})
+    if "table" not in result and "table" in doc["flows"].get(flow, {}):
+        return False
+    doc["flows"][flow] = result
+    if flow.startswith("tiny/") and "table" in result:
+        doc["tables"][flow.removeprefix("tiny/")] = result["table"]
+    atomic_write_text(out, json.dumps(doc, indent=1) + "\n")
+    return True
+
+
+def flow_setup(flow: str, args: argparse.Namespace) -> tuple[Any, ModelSource, list[SubnetSpec], Workload]:
+    """The profiler (pinned, 2 passes), model source, grid and workload of one flow."""
     model, _, eng = flow.partition("/")
-    engine, _, dtype = eng.partition(":")
-    dtype = dtype or "fp32"
-    wl = Workload.parse(args.workload)
-    wl = Workload(wl.batch, wl.prompt_len, wl.gen_len, dtype)
+    engine = eng.partition(":")[0]
+    wl = flow_workload(flow, args.workload)
     m = MODELS[model]
     cpus = tuple(int(c) for c in args.cpu.split(",")) if args.cpu else None
     rounds = 1 if args.quick else (args.rounds or m["rounds"])
     settings = MeasureSettings(warmup=m["warmup"], repetitions=m["repetitions"], rounds=rounds, passes=2, threads=1,
                                busy_retries=args.busy_retries, cpu_affinity=cpus)
-    prof = get_profiler(engine, settings)
+    src = dataclasses.replace(ModelSource.open(m["dir"], attn_unit="kv_group", bias_modules=("attn",)), weights_cache=args.weights_cache)
+    return get_profiler(engine, settings), src, grid(model, args.quick), wl
+
+
+def run_flow(flow: str, args: argparse.Namespace, command: str) -> dict[str, Any]:
+    model = flow.partition("/")[0]
+    m = MODELS[model]
+    prof, src, specs, wl = flow_setup(flow, args)
     reason = prof.unavailable_reason()
     if reason:
         return {"unavailable": reason}
-    src = dataclasses.replace(ModelSource.open(m["dir"], attn_unit="kv_group", bias_modules=("attn",)), weights_cache=args.weights_cache)
-    specs = grid(model, args.quick)
     quiet, load0 = QUIET_FLAG.exists(), load_avg()
     t0 = time.perf_counter()
 
@@ -181,37 +246,44 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=None, help="rounds per pass (default: the model's, tiny 2, smollm2 1)")
     ap.add_argument("--weights-cache", type=Path, default=None, help="keep the random weights per shape here (default: a temporary directory)")
     ap.add_argument("--prebuild", action="store_true", help="only build the random weights of every flow's shapes into --weights-cache")
+    ap.add_argument("--resume", action="store_true", help="skip the flows --out already holds a table of at this workload")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print each flow's shapes and estimated duration (one quick probe; an upper bound), measure nothing")
     args = ap.parse_args()
+    flows = parse_flows(args.flows)
+    if missing := missing_models(flows):
+        print("model directory missing: " + "; ".join(missing))
+        return 2
     if args.prebuild:
         import torch
 
-        for flow in [f.strip() for f in args.flows.split(",") if f.strip()]:
+        for flow in flows:
             model = flow.partition("/")[0]
             src = dataclasses.replace(ModelSource.open(MODELS[model]["dir"], attn_unit="kv_group", bias_modules=("attn",)), weights_cache=args.weights_cache)
             for s in grid(model, args.quick):
                 src.build_torch(s, torch.float32)
         print(f"built random weights into {args.weights_cache}")
         return 0
+    if args.resume:
+        doc = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        todo = pending_flows(doc, flows, args.workload)
+        print(f"resume: {len(flows) - len(todo)} of {len(flows)} flows already in {args.out}" + (f"; measuring {', '.join(todo)}" if todo else ""))
+        flows = todo
+    if args.dry_run:
+        return print_dry_runs(flows, args)
     if load_avg()[0] > args.max_load and not args.allow_busy:
         print(f"refusing: 1-min load {load_avg()[0]} > {args.max_load} (quiet flag {QUIET_FLAG} {'present' if QUIET_FLAG.exists() else 'absent'}); "
               "use --allow-busy to measure anyway (the load is recorded)")
         return 3
     env = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} " if os.environ.get("PYTHONPATH") else ""
     command = env + "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    doc: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    if doc.get("schema") != "amoeba-latency-bench-2":
-        doc = {"schema": "amoeba-latency-bench-2", "flows": {}}
-    #: the bundled model's tables by engine (``tables.torch`` …), as bench/search.py and bench/service.py read them
-    doc.setdefault("tables", {})
     cache = tempfile.TemporaryDirectory(prefix="amoeba-bench-weights-")  # random weights built once per shape for every flow
     args.weights_cache = args.weights_cache or Path(cache.name)
-    for flow in [f.strip() for f in args.flows.split(",") if f.strip()]:
+    for flow in flows:
         print(f"== {flow}", flush=True)
-        doc["flows"][flow] = run_flow(flow, args, command) | {"created_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()}
-        if flow.startswith("tiny/") and "table" in doc["flows"][flow]:
-            doc["tables"][flow.removeprefix("tiny/")] = doc["flows"][flow]["table"]
-        atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
-        f = doc["flows"][flow]
+        f = run_flow(flow, args, command) | {"created_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()}
+        if not merge_flow(args.out, flow, f):
+            print(f"{flow}: {f.get('unavailable', 'not measured')}; kept the measured flow already in {args.out}", flush=True)
         if "noise_floor" in f and f["noise_floor"]:
             p = f.get("predictor", {})
             print(json.dumps({"flow": flow, "floor": {q: f["noise_floor"][q]["median_abs_delta_pct"] for q in ("ttft_ms", "tpot_ms")},
@@ -219,6 +291,23 @@ def main() -> int:
                               "speedups": f["speedups"]["half_depth"]}, indent=None), flush=True)
     cache.cleanup()
     print(f"wrote {args.out}")
+    return 0
+
+
+def print_dry_runs(flows: list[str], args: argparse.Namespace) -> int:
+    """Per flow: shapes, the probe and the estimated measuring time (``profilers.agent.dry_run``); busy re-measurements,
+    the weights build and the summaries are not included."""
+    total = 0.0
+    for flow in flows:
+        prof, src, specs, wl = flow_setup(flow, args)
+        if reason := prof.unavailable_reason():
+            print(f"{flow}: unavailable: {reason}")
+            continue
+        d = dry_run(prof, src, specs, wl)
+        total += d.estimated_seconds
+        print(f"{flow}: {len(specs)} shapes at {wl.key}, probe {d.probe_shape.key} {d.probe_seconds:.1f} s, estimated {d.estimated_seconds / 60:.1f} min",
+              flush=True)
+    print(f"estimated total: {total / 60:.1f} min")
     return 0
 
 

@@ -54,3 +54,36 @@ def test_report_renders_every_section(bench) -> None:
     md = rep.render({"flows": {"tiny/torch": flow, "tiny/llamacpp": {"unavailable": "llama_cpp is not installed"}}})
     assert "| tiny/torch | 96 | 0 / 0 | 0.1 → 0.2 (yes)" in md and "unavailable: llama_cpp is not installed" in md
     assert "L12/L6:" in md and "target met" in md and "`python bench/profile_cpu.py --flows tiny/torch`" in md
+
+
+def test_merge_keeps_every_other_flow_and_resume_runs_only_what_is_missing(bench, tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "latency_cpu.json"
+    old = {"schema": bench.SCHEMA, "tables": {"torch": {"t": 1}},
+           "flows": {"tiny/torch": {"workload": "b1-p128-g64", "table": {"t": 1}},
+                     "smollm2/llamacpp:q8_0": {"workload": "b1-p128-g64-q8_0", "table": {"t": 2}},
+                     "smollm2/onnxruntime": {"unavailable": "onnxruntime is not installed"}}}
+    out.write_text(json.dumps(old))
+    flows = ["smollm2/llamacpp:q8_0", "smollm2/onnxruntime", "smollm2/torch", "tiny/torch"]
+    assert bench.pending_flows(old, flows, "b1-p128-g64") == ["smollm2/onnxruntime", "smollm2/torch"]
+    assert bench.pending_flows(old, flows, "b1-p64-g32") == flows  # another workload: nothing measured yet
+    assert bench.pending_flows({"schema": "old", "flows": old["flows"]}, flows, "b1-p128-g64") == flows
+    bench.merge_flow(out, "smollm2/torch", {"workload": "b1-p128-g64", "table": {"t": 3}})
+    doc = json.loads(out.read_text())
+    assert doc["flows"]["tiny/torch"] == old["flows"]["tiny/torch"] and doc["flows"]["smollm2/llamacpp:q8_0"] == old["flows"]["smollm2/llamacpp:q8_0"]
+    assert doc["flows"]["smollm2/torch"]["table"] == {"t": 3} and doc["tables"] == {"torch": {"t": 1}}  # only tiny tables go to tables
+    bench.merge_flow(out, "tiny/onnxruntime", {"workload": "b1-p128-g64", "table": {"t": 4}})
+    assert json.loads(out.read_text())["tables"] == {"torch": {"t": 1}, "onnxruntime": {"t": 4}}
+    assert bench.pending_flows(json.loads(out.read_text()), flows, "b1-p128-g64") == ["smollm2/onnxruntime"]
+    before = out.read_text()  # an engine unavailable on this machine never wipes a flow measured elsewhere
+    assert bench.merge_flow(out, "smollm2/llamacpp:q8_0", {"unavailable": "llama_cpp is not installed"}) is False and out.read_text() == before
+    assert bench.merge_flow(out, "smollm2/onnxruntime", {"unavailable": "still not installed"}) is True
+
+
+def test_flows_are_checked_before_measuring(bench) -> None:
+    assert bench.parse_flows("smollm2/torch, tiny/llamacpp:q8_0,") == ["smollm2/torch", "tiny/llamacpp:q8_0"]
+    assert bench.flow_workload("tiny/llamacpp:q8_0", "b1-p128-g64").key == "b1-p128-g64-q8_0"
+    with pytest.raises(SystemExit, match="bad flow 'big/torch'"):
+        bench.parse_flows("big/torch")
+    assert bench.missing_models(["tiny/torch"]) == []
