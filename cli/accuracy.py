@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cli.common import cli_errors, console, progress
 from cli.config_file import with_config_file
-from cli.defaults import CHECKPOINT_HELP, checkpoint_or_served
+from cli.defaults import CHECKPOINT_HELP, checkpoint_or_served, ppl_windows
 from core.data.paths import ACCURACY_CACHE as DEFAULT_CACHE
 
 METRIC_HELP = "Accuracy metric: 'ppl' (perplexity on --calib-text; accuracy = -ln ppl) or 'mc:<task>' (e.g. mc:piqa; accuracy = acc_norm)."
@@ -26,12 +26,14 @@ def accuracy_cmd(
     metric: Annotated[str, typer.Option(help=METRIC_HELP)] = "ppl",
     cache: Annotated[Path, typer.Option(help="Accuracy cache file (JSON).")] = DEFAULT_CACHE,
     shapes: Annotated[str, typer.Option(help="'all' (the strategy's shape space) or comma-separated shape keys.")] = "all",
-    window: Annotated[int, typer.Option(help="ppl window in tokens (capped by the model context); 128 as the service and amoeba search.")] = 128,
-    max_windows: Annotated[Optional[int], typer.Option(help="ppl: score only the first N windows (0 = all); 8 as the service and amoeba search.")] = 8,
-    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 4,
+    window: Annotated[Optional[int], typer.Option(help="ppl window in tokens (capped by the model context; default: the service's, "
+                                                       "AMOEBA_CALIB_WINDOW, as amoeba search).")] = None,
+    max_windows: Annotated[Optional[int], typer.Option(help="ppl: score only the first N windows (0 = all; default: the service's, "
+                                                            "AMOEBA_CALIB_MAX_WINDOWS, as amoeba search).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per forward pass (default: MetricSettings').")] = None,
     limit: Annotated[Optional[int], typer.Option(help="mc: items per task (first N, or a seeded sample with --seed).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="mc: seed of the --limit sample.")] = None,
-    mc_score: Annotated[str, typer.Option(help="mc: acc_norm, acc or macro_acc.")] = "acc_norm",
+    mc_score: Annotated[Optional[str], typer.Option(help="mc: acc_norm, acc or macro_acc (default: MetricSettings').")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Shared data directory for mc tasks.")] = None,
     json_out: Annotated[Optional[Path], typer.Option(help="Also write the table as JSON here.")] = None,
     threads: Annotated[int, typer.Option(help="torch intra-op threads.")] = 1,
@@ -49,8 +51,9 @@ def accuracy_cmd(
     if json_out is not None and json_out.is_dir():
         raise ValueError(f"--json-out {json_out} is a directory")
     torch.set_num_threads(threads)
-    ms = MetricSettings(window=window, max_windows=max_windows or None, batch_size=batch_size, calib_text=calib_text, data_dir=data_dir,
-                        limit=limit, seed=seed, mc_score=mc_score)
+    given: dict[str, Any] = {"batch_size": batch_size, "mc_score": mc_score}
+    ms = MetricSettings(**ppl_windows(window, max_windows), calib_text=calib_text, data_dir=data_dir, limit=limit, seed=seed,  # type: ignore[arg-type]
+                        **{k: v for k, v in given.items() if v is not None})
     ckpt, table = open_accuracy(AccuracySettings(checkpoint_or_served(checkpoint), metric, cache, ms))
     space = ckpt.strategy.space
     todo = list(space) if shapes.strip() == "all" else [space.validate(SubnetSpec.parse(k)) for k in shapes.split(",") if k.strip()]

@@ -28,3 +28,13 @@ def base_of(checkpoint: Path) -> Path:
     from server.bootstrap import base_model_dir
 
     return base_model_dir(checkpoint)
+
+
+def ppl_windows(window: int | None, max_windows: int | None) -> dict[str, int | None]:
+    """Perplexity windowing as the service scores accuracy (``AMOEBA_CALIB_WINDOW`` / ``AMOEBA_CALIB_MAX_WINDOWS``)
+    unless given; ``max_windows=0`` means the whole text."""
+    from server.settings import Settings
+
+    svc = Settings()
+    return {"window": svc.calib_window if window is None else window,
+            "max_windows": svc.calib_max_windows if max_windows is None else (max_windows or None)}

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from cli.common import cli_errors, console, progress
 from cli.config_file import with_config_file
-from cli.defaults import CHECKPOINT_HELP, checkpoint_or_served
+from cli.defaults import CHECKPOINT_HELP, checkpoint_or_served, ppl_windows
 from cli.tables import latency_source
 from core.data.paths import ACCURACY_CACHE as DEFAULT_CACHE
 from core.errors import ConfigError
@@ -86,11 +86,12 @@ def _run(ctx: typer.Context, **kw: Any) -> None:
         raise ConfigError(f"--method must be auto, exhaustive, optuna, nsga2 or index, got {method!r}")
     limits = tuple((k, kw[k]) for k in ("ttft_ms", "e2e_ms", "tpot_ms") if kw.get(k) is not None)
     budget = Budget(kw["budget_ms"], kw["metric"], kw["memory_mb"], limits)
-    optuna_cfg = OptunaConfig(n_trials=kw["trials"], seed=kw["seed"], storage=kw["storage"], study_name=kw["study"])
+    optuna_cfg = OptunaConfig(seed=kw["seed"], storage=kw["storage"], study_name=kw["study"], **({} if kw["trials"] is None else {"n_trials": kw["trials"]}))
     lat = latency_source(kw["table"], kw["engine"], kw["workload"], kw["device"], kw["predictor"])
     torch.set_num_threads(kw["threads"])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ms = MetricSettings(window=kw["window"], max_windows=kw["max_windows"] or None, batch_size=kw["batch_size"], calib_text=kw["calib_text"])
+    ms = MetricSettings(**ppl_windows(kw["window"], kw["max_windows"]), calib_text=kw["calib_text"],  # type: ignore[arg-type]
+                        **({} if kw["batch_size"] is None else {"batch_size": kw["batch_size"]}))
     ckpt, table = open_accuracy(AccuracySettings(checkpoint_or_served(kw["checkpoint"]), kw["accuracy_metric"], kw["accuracy_cache"], ms))
     checkpoint_model = ModelFingerprint.of(ckpt.elastic.info, read_identity(Path(ckpt.path)).fingerprint.config_sha256)
     base = ckpt.strategy.space
@@ -143,13 +144,13 @@ def search_cmd(
     accuracy_cache: Annotated[Path, typer.Option(help="Accuracy cache file (JSON), shared with amoeba accuracy.")] = DEFAULT_CACHE,
     accuracy_metric: Annotated[str, typer.Option(help="ppl (accuracy = -ln ppl) or mc:<task>.")] = "ppl",
     calib_text: Annotated[Optional[Path], typer.Option(help="Calibration text for ppl (default: calibration.txt of the checkpoint).")] = None,
-    window: Annotated[int, typer.Option(help="ppl window in tokens (the service's default: AMOEBA_CALIB_WINDOW).")] = 128,
-    max_windows: Annotated[Optional[int], typer.Option(help="ppl: score only the first N windows (the service's default, AMOEBA_CALIB_MAX_WINDOWS; "
-                                                             "0 = the whole text).")] = 8,
-    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 4,
+    window: Annotated[Optional[int], typer.Option(help="ppl window in tokens (default: the service's, AMOEBA_CALIB_WINDOW).")] = None,
+    max_windows: Annotated[Optional[int], typer.Option(help="ppl: score only the first N windows (default: the service's, AMOEBA_CALIB_MAX_WINDOWS; "
+                                                            "0 = the whole text).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per forward pass (default: MetricSettings').")] = None,
     method: Annotated[str, typer.Option(help="auto (exhaustive for uniform shapes, optuna for --groups > 1), exhaustive, index, optuna or nsga2.")] = "auto",
     groups: Annotated[int, typer.Option(help="Layer groups with their own widths (1 = uniform shapes).")] = 1,
-    trials: Annotated[int, typer.Option(help="Optuna trials (per worker).")] = 64,
+    trials: Annotated[Optional[int], typer.Option(help="Optuna trials per worker (default: OptunaConfig's).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Optuna sampler seed.")] = 0,
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (sqlite:///f.db, postgresql+psycopg://...); implies optuna.")] = None,
     study: Annotated[Optional[str], typer.Option(help="Optuna study name (with --storage).")] = None,
