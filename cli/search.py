@@ -26,6 +26,7 @@ from cli.defaults import CHECKPOINT_HELP, checkpoint_or_served, ppl_windows
 from cli.tables import latency_source
 from core.data.paths import ACCURACY_CACHE as DEFAULT_CACHE
 from core.errors import ConfigError
+from core.search.objectives import OBJECTIVES
 
 if TYPE_CHECKING:
     from core.search.query import Answer, ShapeResult
@@ -65,6 +66,7 @@ def _run(ctx: typer.Context, **kw: Any) -> None:
     from core.search.optuna_search import OptunaConfig
     from core.search.pipeline import ModelFingerprint, Query, SearchContext, run_query
     from core.search.query import Budget
+    from core.search.searchers import SEARCHERS
     from core.search.session import AccuracySettings, open_accuracy
     from core.search.shapes import GroupedSpace, LatencyView, UniformSpace
     from server.runtime import read_identity
@@ -82,8 +84,9 @@ def _run(ctx: typer.Context, **kw: Any) -> None:
     method = "optuna" if worker or kw["storage"] is not None else kw["method"]
     if method == "auto":  # uniform shapes: the pipeline's choice (the index once every accuracy is known, else exhaustive)
         method = "auto" if kw["groups"] == 1 else "optuna"
-    if method not in ("auto", "exhaustive", "optuna", "nsga2", "index"):
-        raise ConfigError(f"--method must be auto, exhaustive, optuna, nsga2 or index, got {method!r}")
+    known = ("auto", *SEARCHERS.names())
+    if method not in known:
+        raise ConfigError(f"--method must be one of {', '.join(known)}, got {method!r}")
     limits = tuple((k, kw[k]) for k in ("ttft_ms", "e2e_ms", "tpot_ms") if kw.get(k) is not None)
     budget = Budget(kw["budget_ms"], kw["metric"], kw["memory_mb"], limits)
     optuna_cfg = OptunaConfig(seed=kw["seed"], storage=kw["storage"], study_name=kw["study"], **({} if kw["trials"] is None else {"n_trials": kw["trials"]}))
@@ -136,7 +139,7 @@ def search_cmd(
     ttft_ms: Annotated[Optional[float], typer.Option(help="Also bound the time to first token (ms).")] = None,
     e2e_ms: Annotated[Optional[float], typer.Option(help="Also bound the end-to-end latency (ms).")] = None,
     tpot_ms: Annotated[Optional[float], typer.Option(help="Also bound the time per output token (ms).")] = None,
-    objective: Annotated[str, typer.Option(help="accuracy, or memory_latency (needs --memory-mb; ties go to less memory).")] = "accuracy",
+    objective: Annotated[str, typer.Option(help=f"{', '.join(OBJECTIVES.names())} (memory_latency needs --memory-mb; ties go to less memory).")] = "accuracy",
     engine: Annotated[Optional[str], typer.Option(help="Use the table of this engine.")] = None,
     workload: Annotated[Optional[str], typer.Option(help="Use the table of this workload, e.g. b1-p128-g64.")] = None,
     device: Annotated[Optional[str], typer.Option(help="Use the table of this device.")] = None,
