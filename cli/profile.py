@@ -111,6 +111,7 @@ def profile(
 
 
 def _bootstrap_engine() -> str:
+    """The engine of the service's first-start profile (``AMOEBA_BOOTSTRAP_ENGINE``)."""
     from server.settings import Settings
 
     return Settings().bootstrap_engine
@@ -147,6 +148,7 @@ def _source_and_shapes(model: Path | None, shapes: str, grid: dict[str, Any], bi
 
 
 def _measure_grid(prof_: Any, src: Any, specs: list[Any], wl: Any, engine: str, device: str | None, cmd: str) -> Any:
+    """Measure every shape (``run_profile``) under a progress bar."""
     from profilers.agent import run_profile
 
     with progress() as bar:
@@ -161,6 +163,7 @@ def _measure_grid(prof_: Any, src: Any, specs: list[Any], wl: Any, engine: str, 
 
 def _measure_adaptive(prof_: Any, src: Any, specs: list[Any], wl: Any, budget_min: float, target_mape: float, max_shapes: int | None,
                       device: str | None, cmd: str) -> Any:
+    """Fit-guided profiling of a subset of ``specs`` within ``budget_min`` minutes, printing each step's held-out error."""
     from profilers.adaptive import AdaptiveOptions, Step
     from profilers.agent import run_adaptive_profile
 
@@ -176,6 +179,7 @@ def _measure_adaptive(prof_: Any, src: Any, specs: list[Any], wl: Any, budget_mi
 
 
 def _save(table: Any, out: Path) -> None:
+    """Write the table and print its size, busy rows and noise floor."""
     from profilers.table import save_table
 
     save_table(table, out)
