@@ -12,6 +12,7 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 
 # the package (editable, so the bundled models/ directory next to it is found as the default checkpoint)
 COPY pyproject.toml alembic.ini ./
+COPY cli ./cli
 COPY core ./core
 COPY profilers ./profilers
 COPY server ./server
