@@ -81,20 +81,21 @@ VARIANTS = {v.name: v for v in (
 
 @dataclass(frozen=True)
 class Budget:
-    """What every variant shares (the ``amoeba finetune`` flags of the same names; defaults are that CLI's)."""
+    """What every variant shares (the ``amoeba finetune`` flags of the same names; defaults are that CLI's, i.e.
+    ``FinetuneConfig``'s and ``SmolConfig``'s)."""
 
-    max_steps: int = 300
-    batch_size: int = 8
-    seq_len: int = 256
-    lr: float = 1e-3
-    warmup_steps: int = 20
-    shapes_per_step: int = 4
-    experts: int = 5
-    rank: int = 8
-    top_k: int = 2
-    seed: int = 1234
-    base_dtype: str = "float32"
-    with_calibration: bool = False
+    max_steps: int = FinetuneConfig.max_steps
+    batch_size: int = FinetuneConfig.batch_size
+    seq_len: int = FinetuneConfig.seq_len
+    lr: float = FinetuneConfig.lr
+    warmup_steps: int = FinetuneConfig.warmup_steps
+    shapes_per_step: int = FinetuneConfig.shapes_per_step
+    experts: int = SmolConfig.num_experts
+    rank: int = SmolConfig.rank
+    top_k: int = SmolConfig.top_k
+    seed: int = FinetuneConfig.seed
+    base_dtype: str = FinetuneConfig.base_dtype
+    with_calibration: bool = FinetuneConfig.with_calibration
 
     @classmethod
     def from_config(cls, cfg: FinetuneConfig) -> Budget:
