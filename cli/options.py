@@ -45,16 +45,23 @@ def _scalar(tp: Any) -> Any:
     return tp if tp in SCALARS else None
 
 
-def config_fields(cls: type, prefix: str = "") -> list[ConfigField]:
-    """Every scalar field with a plain default, nested dataclasses (defaulting to their own defaults) flattened."""
+def config_fields(cls: type, prefix: str = "", instance: Any = None) -> list[ConfigField]:
+    """Every scalar field with a plain default (or ``instance``'s value), nested dataclasses flattened.
+
+    A nested dataclass field counts when it defaults to an instance (its values are the defaults) or to the class
+    itself as ``default_factory`` (the class's field defaults; the factory is not called: it may import torch).
+    """
     hints = typing.get_type_hints(cls)
     out: list[ConfigField] = []
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp) and (f.default_factory is tp or f.default == tp()):  # type: ignore[operator]
+        default = getattr(instance, f.name) if instance is not None else f.default
+        if dataclasses.is_dataclass(tp) and isinstance(default, tp):  # type: ignore[arg-type]
+            out += config_fields(tp, f"{prefix}{f.name}.", default)  # type: ignore[arg-type]
+        elif dataclasses.is_dataclass(tp) and f.default_factory is tp and instance is None:
             out += config_fields(tp, f"{prefix}{f.name}.")  # type: ignore[arg-type]
-        elif (st := _scalar(tp)) is not None and f.default is not dataclasses.MISSING:
-            out.append(ConfigField(prefix + f.name, st, f.default))
+        elif (st := _scalar(tp)) is not None and default is not dataclasses.MISSING:
+            out.append(ConfigField(prefix + f.name, st, default))
     return out
 
 
