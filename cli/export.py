@@ -114,15 +114,17 @@ def export_cmd(
 
 def _export_gguf(spec: Any, out: Path, model: Path | None, strategy: Path | None, checkpoint: Path | None, overwrite: bool,
                  gguf_dtype: str, parity_tokens: int) -> None:
-    """The HF export of ``spec`` (adapters merged, compensation biases kept) in a temporary directory, then GGUF."""
+    """``spec`` extracted once (adapters merged, compensation biases kept) and written as GGUF; with ``parity_tokens``
+    the same extraction also goes to a temporary HF directory to compare against."""
     import tempfile
     import time
 
     import torch
 
     from core.atomic import sha256_file
-    from core.export.gguf import GGUF_DTYPES, parity, write_gguf
-    from core.export.writer import export_subnet
+    from core.export.extract import extract
+    from core.export.gguf import GGUF_DTYPES, parity
+    from core.export.writer import tokenizer_files, write_gguf_file, write_hf_dir
 
     if gguf_dtype not in GGUF_DTYPES:
         raise ValueError(f"--gguf-dtype must be one of {', '.join(GGUF_DTYPES)}, got {gguf_dtype!r}")
@@ -132,11 +134,12 @@ def _export_gguf(spec: Any, out: Path, model: Path | None, strategy: Path | None
         raise ValueError(f"{out} exists (use --overwrite to replace it)")
     t0 = time.perf_counter()
     src = resolve_source(model, strategy, checkpoint)
-    with tempfile.TemporaryDirectory(prefix="amoeba-gguf-") as tmp:
-        hf = Path(tmp) / "hf"
-        res = export_subnet(src.elastic, spec, hf, tokenizer_dir=src.tokenizer_dir, source=src.source, dtype=torch.float32)
-        g = write_gguf(hf, out, dtype=gguf_dtype, name=f"amoeba-{spec.key}")
-        if parity_tokens > 0:
+    ex = extract(src.elastic, spec, source=src.source, dtype=torch.float32)
+    g = write_gguf_file(ex, out, gguf_dtype=gguf_dtype, tokenizer_dir=src.tokenizer_dir, name=f"amoeba-{spec.key}")
+    if parity_tokens > 0:
+        with tempfile.TemporaryDirectory(prefix="amoeba-gguf-") as tmp:
+            tok = tokenizer_files(src.tokenizer_dir) if src.tokenizer_dir is not None else []
+            hf = write_hf_dir(ex, Path(tmp) / "hf", tokenizer=tok).path
             ids = torch.randint(0, src.elastic.info.vocab_size, (parity_tokens,), generator=torch.Generator().manual_seed(0)).tolist()
             p = parity(hf, out, ids)
             console.print(f"parity vs HF export on {p.tokens} tokens: max |Δlogit| {p.max_abs_diff:.3g} (logit scale {p.logit_scale:.3g}, "
@@ -144,7 +147,7 @@ def _export_gguf(spec: Any, out: Path, model: Path | None, strategy: Path | None
     typer.echo(f"path: {g.path}")
     typer.echo(f"sha256: {sha256_file(g.path)}")
     typer.echo(f"seconds: {time.perf_counter() - t0:.2f}")
-    console.print(f"{spec.key}: GGUF {g.architecture} {gguf_dtype} ({res.architecture} export), tensor types {g.tensor_types}, "
+    console.print(f"{spec.key}: GGUF {g.architecture} {gguf_dtype} ({ex.architecture} export), tensor types {g.tensor_types}, "
                   f"{g.dropped_zero_biases} zero biases dropped, tokenizer {g.tokenizer}", highlight=False)
 
 

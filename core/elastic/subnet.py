@@ -125,9 +125,10 @@ def active_subnet(elastic: ElasticModel, dtype: torch.dtype = torch.float32) -> 
     linears = [_linears(elastic, sl.source) for sl in layers]
     attn_bias = any(lin[n][1] is not None for lin in linears for n in ATTN_TARGETS)
     mlp_bias = any(lin[n][1] is not None for lin in linears for n in MLP_TARGETS)
-    out = {k: t for k, t in elastic.hf.state_dict().items() if not k.startswith("model.layers.")}
-    if elastic.info.tie_word_embeddings:
-        out.pop("lm_head.weight", None)
+    hf_state = elastic.hf.state_dict()
+    keys = list(hf_state)
+    first = next((i for i, k in enumerate(keys) if k.startswith("model.layers.")), len(keys))  # keep the stock order
+    out = {k: hf_state[k] for k in keys[:first]}
     sources: dict[str, int] = {}
     for j, (sl, lin) in enumerate(zip(layers, linears, strict=True)):
         for name, (w, b) in lin.items():
@@ -139,6 +140,9 @@ def active_subnet(elastic: ElasticModel, dtype: torch.dtype = torch.float32) -> 
             if not pname.startswith(_TARGET_PARAMS):
                 out[f"model.layers.{j}.{pname}"] = t
         sources.update({k: sl.source for k in out if k.startswith(f"model.layers.{j}.")})
+    out.update({k: hf_state[k] for k in keys[first:] if not k.startswith("model.layers.")})
+    if elastic.info.tie_word_embeddings:
+        out.pop("lm_head.weight", None)
     tensors = {k: v.detach().to(device="cpu", dtype=dtype).contiguous() for k, v in out.items()}
     check_finite(tensors, sources)
     adapters = sum(1 for sl in layers for lin in elastic.elastic_linears(sl.source).values() if lin.delta is not None)

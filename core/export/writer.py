@@ -84,13 +84,6 @@ def subnet_files(ex: Extracted, tokenizer: list[Path]) -> dict[str, bytes]:
     return files
 
 
-def _prepare(elastic: ElasticModel, spec: SubnetSpec | str, tokenizer_dir: Path | None, source: dict[str, Any] | None,
-             metrics: dict[str, Any] | None, dtype: torch.dtype) -> tuple[Extracted, dict[str, bytes]]:
-    tok = tokenizer_files(tokenizer_dir) if tokenizer_dir is not None else []
-    ex = extract(elastic, spec, source=source, metrics=metrics, dtype=dtype)
-    return ex, subnet_files(ex, tok)
-
-
 def _result(path: Path, ex: Extracted, files: dict[str, bytes], t0: float, archive: tuple[str, int] | None = None) -> ExportResult:
     sha = hashlib.sha256(files[MANIFEST]).hexdigest()
     a_sha, a_bytes = archive if archive is not None else (None, None)
@@ -115,9 +108,16 @@ def export_subnet(
     (checkpoint/base path and sha256) and ``metrics`` go into the card and must be JSON-serialisable.
     """
     t0 = time.perf_counter()
-    out_dir = Path(out_dir)
     check_target(out_dir, overwrite)
-    ex, files = _prepare(elastic, spec, tokenizer_dir, source, metrics, dtype)
+    tok = tokenizer_files(tokenizer_dir) if tokenizer_dir is not None else []
+    return write_hf_dir(extract(elastic, spec, source=source, metrics=metrics, dtype=dtype), out_dir, tokenizer=tok, overwrite=overwrite, t0=t0)
+
+
+def write_hf_dir(ex: Extracted, out_dir: Path, *, tokenizer: list[Path] | None = None, overwrite: bool = False, t0: float | None = None) -> ExportResult:
+    """The HF directory sink: the files of ``ex`` (and the ``tokenizer`` files) published atomically at ``out_dir``."""
+    t0 = time.perf_counter() if t0 is None else t0
+    out_dir = Path(out_dir)
+    files = subnet_files(ex, tokenizer or [])
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
@@ -136,14 +136,19 @@ def export_subnet_tar(
 ) -> ExportResult:
     """The same files as ``export_subnet``, as a deterministic tar under ``arcname/`` at ``dest`` (one atomic write)."""
     t0 = time.perf_counter()
-    ex, files = _prepare(elastic, spec, tokenizer_dir, source, None, dtype)
+    tok = tokenizer_files(tokenizer_dir) if tokenizer_dir is not None else []
+    files = subnet_files(ex := extract(elastic, spec, source=source, dtype=dtype), tok)
     return _result(Path(dest), ex, files, t0, write_tar(files, Path(dest), arcname))
 
 
 def export_subnet_gguf(elastic: ElasticModel, spec: SubnetSpec | str, out: Path, *, gguf_dtype: str = "f16",
                        tokenizer_dir: Path | None = None, name: str | None = None) -> GGUFWriteResult:
-    """The GGUF sink: ``spec`` extracted once (fp32) and written as one GGUF file at ``out`` (atomically)."""
+    """``spec`` extracted (fp32) and written as one GGUF file at ``out`` (``write_gguf_file``)."""
+    return write_gguf_file(extract(elastic, spec, dtype=torch.float32), out, gguf_dtype=gguf_dtype, tokenizer_dir=tokenizer_dir, name=name)
+
+
+def write_gguf_file(ex: Extracted, out: Path, *, gguf_dtype: str = "f16", tokenizer_dir: Path | None = None, name: str | None = None) -> GGUFWriteResult:
+    """The GGUF sink: the tensors of ``ex`` (extract in fp32) as one GGUF file at ``out``, published atomically."""
     from core.export.gguf import write_gguf_state
 
-    ex = extract(elastic, spec, dtype=torch.float32)
     return write_gguf_state(ex.config, ex.subnet.state_dict, out, dtype=gguf_dtype, tokenizer_dir=tokenizer_dir, name=name or f"amoeba-{ex.spec.key}")
