@@ -11,22 +11,15 @@ import torch
 from core.errors import ConfigError
 from core.finetune.config import FinetuneConfig
 from core.finetune.recipe import StepInfo, finetune
-from core.model.loader import ModelInfo, weights_sha256
 from core.smol.assemble import Trainee, build_trainee, resolve_base_dtype
 from core.smol.config import SmolConfig
-from core.strategy.schema import Strategy, naive_strategy
-from tests.conftest import make_tiny
+from core.strategy.schema import Strategy
+from tests.factories import tiny_checkpoint
 
 
 def tiny_base(root: Path, seed: int = 0) -> Path:
-    """A saved tiny Llama (4 layers, GQA) with a naive strategy in ``strategy/``."""
-    d = root / "base"
-    make_tiny("llama", seed=seed).save_pretrained(str(d))
-    from transformers import AutoConfig
-
-    info = ModelInfo.from_config(AutoConfig.from_pretrained(str(d)))
-    naive_strategy(info, weights_sha256(d), min_layers=2, widths=(1.0, 0.75, 0.5)).save(d / "strategy")
-    return d
+    """The fine-tuning tests' base: ``tiny_checkpoint`` at ``root/base`` with widths 1, 0.75, 0.5."""
+    return tiny_checkpoint(root, name="base", widths=(1.0, 0.75, 0.5), seed=seed)
 
 
 def tiny_cfg(**kw: object) -> FinetuneConfig:

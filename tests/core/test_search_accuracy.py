@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,34 +11,19 @@ import torch
 from core.checkpoint import open_checkpoint
 from core.errors import ConfigError
 from core.eval.perplexity import perplexity_from_ids, tokenize_stream
-from core.model.loader import ModelInfo, weights_sha256
 from core.search.accuracy import AccuracyTable
 from core.search.cache import JsonAccuracyCache, MemoryAccuracyCache
 from core.search.metrics import MetricSettings, PerplexityMetric, make_metric
 from core.search.session import AccuracySettings, open_accuracy
 from core.search.shapes import GroupedShape, activate
 from core.spec import SubnetSpec
-from core.strategy.schema import naive_strategy
-from tests.conftest import make_tiny
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "eval"
-
-
-def make_checkpoint(root: Path, *, layers: int = 4, min_layers: int = 2, widths: tuple[float, ...] = (1.0, 0.5)) -> Path:
-    """A base model dir with tokenizer, calibration.txt and a naive ``strategy/`` (an ``open_checkpoint`` input)."""
-    d = root / "tiny-ckpt"
-    m = make_tiny("llama", layers=layers, vocab=512)
-    m.save_pretrained(str(d))
-    for f in (FIXTURES / "tokenizer").iterdir():
-        shutil.copy(f, d / f.name)
-    shutil.copy(FIXTURES / "data" / "wikitext2" / "wiki.test.raw", d / "calibration.txt")
-    naive_strategy(ModelInfo.from_config(m.config), weights_sha256(d), min_layers, widths).save(d / "strategy")
-    return d
+from tests.factories import EVAL_FIXTURES as FIXTURES
+from tests.factories import tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def ckpt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("acc"))
+    return tiny_checkpoint(tmp_path_factory.mktemp("acc"), name="tiny-ckpt", tokenizer=True)
 
 
 def _settings(ckpt_dir: Path, cache: Path, **ms: object) -> AccuracySettings:
@@ -142,7 +126,7 @@ def test_multiple_choice_metric(ckpt_dir: Path, tmp_path: Path) -> None:
 
 
 def test_missing_calibration_text_is_named(tmp_path: Path) -> None:
-    d = make_checkpoint(tmp_path)
+    d = tiny_checkpoint(tmp_path, name="tiny-ckpt", tokenizer=True)
     (d / "calibration.txt").unlink()
     with pytest.raises(ConfigError, match="pass --calib-text"):
         open_accuracy(_settings(d, tmp_path / "acc.json"))

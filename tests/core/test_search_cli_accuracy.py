@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.search.cache import JsonAccuracyCache
-from tests.core.test_search_accuracy import make_checkpoint
-from tests.factories import run_cli
+from tests.factories import run_cli, tiny_checkpoint
 
 
 def _run(*args: str | Path) -> tuple[int, str]:
@@ -20,7 +19,7 @@ def _run(*args: str | Path) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def ckpt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("acc-cli"), layers=3, min_layers=2)
+    return tiny_checkpoint(tmp_path_factory.mktemp("acc-cli"), name="tiny-ckpt", tokenizer=True, layers=3, min_layers=2)
 
 
 def test_fills_the_whole_space_then_reads_the_cache(ckpt_dir: Path, tmp_path: Path) -> None:

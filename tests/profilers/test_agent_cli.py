@@ -16,8 +16,7 @@ from profilers.shapes import GridOptions, read_shapes_file, resolve_shapes, thin
 from profilers.source import ModelSource
 from profilers.table import load_table, parse_table, save_table
 from profilers.upload import profiles_url, upload_file
-from tests.factories import run_cli
-from tests.profilers.conftest import table_dict
+from tests.factories import profile_table, run_cli
 
 
 def test_grid_depth_step_and_thinning(tiny_base: Path) -> None:
@@ -78,7 +77,7 @@ def _service(store: dict, token: str = "tok"):
 
 def test_upload_contract(tmp_path: Path) -> None:
     p = tmp_path / "t.json"
-    save_table(parse_table(table_dict()), p)
+    save_table(parse_table(profile_table()), p)
     store: dict = {}
     client = _service(store)
     r1 = upload_file(p, "http://svc", "dev1", "tok", client=client)
@@ -92,14 +91,14 @@ def test_upload_contract(tmp_path: Path) -> None:
         upload_file(p, "http://svc", "dev2", "tok", client=client)
     assert profiles_url("http://svc/", "my dev") == "http://svc/v1/devices/my%20dev/profiles"
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps(table_dict(workload="nope")))
+    bad.write_text(json.dumps(profile_table(workload="nope")))
     with pytest.raises(ConfigError, match="workload"):
         upload_file(bad, "http://svc", "dev1", "tok", client=client)
 
 
 def test_upload_retries_with_bounded_backoff(tmp_path: Path) -> None:
     p = tmp_path / "t.json"
-    save_table(parse_table(table_dict()), p)
+    save_table(parse_table(profile_table()), p)
     calls = {"n": 0}
 
     def flaky(req: httpx.Request) -> httpx.Response:

@@ -16,7 +16,7 @@ from profilers.predictor.fit import cross_validate, fit_knn, fit_physical
 from profilers.predictor.model import LatencyPredictor, MeasuredTableModel, kept_dims
 from profilers.table import ModelFacts, parse_table
 from profilers.workload import Workload
-from tests.profilers.conftest import table_dict
+from tests.factories import profile_table
 
 MODEL = ModelFacts(model_type="llama", num_layers=12, hidden_size=256, num_heads=16, num_kv_heads=8, head_dim=16,
                    intermediate_size=768, vocab_size=8192)
@@ -38,7 +38,7 @@ def synthetic_table(law, *, depths=range(2, 13, 2), noise: float = 0.0, seed: in
                 t = law(d) * (1 + noise * rng.standard_normal())
                 rows.append({"shape": SubnetSpec(n, a, f).key, "num_layers": n, "kv_groups": d.kv_groups, "ffn_channels": d.ffn_channels,
                              "q_heads": d.q_heads, "ttft_ms": _stat(3 * t), "tpot_ms": _stat(t), "peak_mem_mb": 5 + 0.1 * n * d.ffn_channels / 64})
-    return table_dict(rows, model=MODEL.model_dump(), workload=WL.key)
+    return profile_table(rows, model=MODEL.model_dump(), workload=WL.key)
 
 
 def physical_law(d: ShapeDims) -> float:
@@ -94,7 +94,7 @@ def test_query_heads_and_kv_heads_are_separate_dims() -> None:
     spec = SubnetSpec(7, 0.75, 0.625)
     assert pred.estimate(spec).tpot_ms == pytest.approx(physical_law(kept_dims(MODEL, spec, "q_head")), rel=0.02)
     with pytest.raises(ConfigError, match="q_heads"):
-        parse_table(table_dict([{"shape": "L4-a1-f1", "num_layers": 4, "kv_groups": 2, "ffn_channels": 128, "q_heads": 3,
+        parse_table(profile_table([{"shape": "L4-a1-f1", "num_layers": 4, "kv_groups": 2, "ffn_channels": 128, "q_heads": 3,
                                  "ttft_ms": _stat(1), "tpot_ms": _stat(1)}]))
 
 
@@ -143,7 +143,7 @@ def test_busy_rows_are_left_out_and_too_few_rows_refused() -> None:
 
 
 def test_measured_table_model_is_exact() -> None:
-    t = parse_table(table_dict())
+    t = parse_table(profile_table())
     m: LatencyModel = MeasuredTableModel(t)
     e = m.estimate(SubnetSpec(4))
     assert (e.ttft_ms, e.tpot_ms, e.peak_mem_mb, e.in_range) == (2.0, 2.0, 10.0, True)

@@ -9,7 +9,7 @@ from profilers.errors import TableError
 from profilers.stats import percentile, summarise
 from profilers.table import load_table, parse_table, save_table
 from profilers.workload import Workload
-from tests.profilers.conftest import table_dict
+from tests.factories import profile_table
 
 
 def test_workload_key_roundtrip_and_dtype_suffix() -> None:
@@ -38,21 +38,21 @@ def test_stats_match_numpy_definitions() -> None:
 
 
 def test_table_roundtrip_and_content_hash_ignores_formatting(tmp_path) -> None:
-    t = parse_table(table_dict())
+    t = parse_table(profile_table())
     p = tmp_path / "t.json"
     save_table(t, p)
     t2 = load_table(p)
     assert t2 == t and t2.content_sha256() == t.content_sha256()
-    compact = json.dumps(table_dict(), separators=(",", ":"))
+    compact = json.dumps(profile_table(), separators=(",", ":"))
     assert parse_table(compact).content_sha256() == t.content_sha256()
-    changed = table_dict()
+    changed = profile_table()
     changed["rows"][0]["ttft_ms"]["median"] = 2.1
     assert parse_table(changed).content_sha256() != t.content_sha256()
     assert not list(tmp_path.glob(".*tmp"))
 
 
 def test_shape_and_workload_are_canonicalised() -> None:
-    d = table_dict(workload="b1-p16-g8-fp32")
+    d = profile_table(workload="b1-p16-g8-fp32")
     d["rows"][0]["shape"] = "L4-a1.0-f1.0"
     t = parse_table(d)
     assert t.workload == "b1-p16-g8" and t.rows[0].shape == "L4-a1-f1"
@@ -75,7 +75,7 @@ def test_shape_and_workload_are_canonicalised() -> None:
     ],
 )
 def test_invalid_tables_name_the_field(edit, field: str) -> None:
-    d = table_dict()
+    d = profile_table()
     edit(d)
     with pytest.raises(TableError, match=field.replace(".", r"\.")):
         parse_table(d)
@@ -108,7 +108,7 @@ def test_table_model_imports_without_torch() -> None:
     ],
 )
 def test_non_finite_numbers_are_rejected_naming_the_field(edit, field: str) -> None:
-    d = table_dict()
+    d = profile_table()
     edit(d)
     with pytest.raises(TableError, match=field.replace(".", r"\.") + ": Input should be a finite number"):
         parse_table(d)
@@ -128,14 +128,14 @@ def test_non_finite_numbers_are_rejected_naming_the_field(edit, field: str) -> N
     ],
 )
 def test_types_are_strict_no_coercion(edit, field: str) -> None:
-    d = table_dict()
+    d = profile_table()
     edit(d)
     with pytest.raises(TableError, match=field.replace(".", r"\.")):
         parse_table(d)
 
 
 def test_strict_table_still_reads_json_arrays_and_ints_for_floats(tmp_path) -> None:
-    d = table_dict()
+    d = profile_table()
     d["rows"][0]["ttft_ms"] = {"median": 2, "p90": 3, "std": 0, "repetitions": 3, "pass_medians": [2, 2]}
     d["device"]["cpu_affinity"] = [1]
     t = parse_table(json.dumps(d))

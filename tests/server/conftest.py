@@ -1,4 +1,4 @@
-"""Server test fixtures: migrated SQLite (or PostgreSQL schema) databases, apps, hand-made profile tables."""
+"""Server test fixtures: migrated SQLite (or PostgreSQL schema) databases, apps (tables and checkpoints: ``tests.factories``)."""
 
 from __future__ import annotations
 
@@ -10,33 +10,7 @@ from typing import Any
 
 import pytest
 
-ADMIN_TOKEN = "admin-secret-for-tests"
-
-
-def make_table(*, shapes: list[tuple[int, float, float]] | None = None, layers: int = 4, workload: str = "b1-p16-g8",
-               engine: str = "torch", base_ms: float = 1.0, per_layer_ms: float = 0.5) -> dict[str, Any]:
-    """A valid profile table for the tiny test model (4 layers, 2 KV groups, MLP 128) with latencies that
-    grow with depth and width. A test input for the upload route, not a measurement."""
-    shapes = shapes or [(n, a, f) for n in range(2, layers + 1) for a in (1.0, 0.5) for f in (1.0, 0.5)]
-    rows = []
-    for n, a, f in shapes:
-        from core.spec import SubnetSpec
-
-        t = base_ms + n * per_layer_ms * (0.4 + 0.3 * a + 0.3 * f)
-        stat = {"median": t, "p90": t * 1.05, "std": t * 0.02, "repetitions": 3}
-        pre = {"median": 4 * t, "p90": 4.2 * t, "std": 0.1 * t, "repetitions": 3}
-        rows.append({"shape": SubnetSpec(n, a, f).key, "num_layers": n, "kv_groups": max(1, round(2 * a)), "ffn_channels": int(128 * f),
-                     "ttft_ms": pre, "tpot_ms": stat, "peak_mem_mb": 100.0 + 10 * n})
-    return {
-        "schema_version": 1,
-        "device": {"name": "test", "cpu_model": "test-cpu", "cpu_count": 2, "threads": 1, "load_avg_start": [0.1, 0.1, 0.1],
-                   "load_avg_end": [0.1, 0.1, 0.1], "os": "linux"},
-        "engine": {"name": engine, "version": "2.13.0", "dtype": "fp32"},
-        "workload": workload,
-        "model": {"model_type": "llama", "num_layers": layers, "hidden_size": 64, "num_heads": 4, "num_kv_heads": 2, "head_dim": 16,
-                  "intermediate_size": 128, "vocab_size": 97},
-        "rows": rows,
-    }
+from tests.factories import ADMIN_TOKEN, make_table, tiny_checkpoint
 
 
 @pytest.fixture
@@ -131,19 +105,6 @@ def dumps(d: dict[str, Any]) -> str:
     return json.dumps(d)
 
 
-def make_checkpoint(root: Path, *, layers: int = 4, seed: int = 0) -> Path:
-    """A tiny base model directory with a naive ``strategy/`` (widths 1 and 0.5, depth 2..layers)."""
-    from core.model.loader import ModelInfo, weights_sha256
-    from core.strategy.schema import naive_strategy
-    from tests.conftest import make_tiny
-
-    d = root / "tiny-base"
-    m = make_tiny("llama", layers=layers, seed=seed)
-    m.save_pretrained(str(d))
-    naive_strategy(ModelInfo.from_config(m.config), weights_sha256(d), 2, (1.0, 0.5)).save(d / "strategy")
-    return d
-
-
 def tiny_metric_factory(ckpt: Any) -> Any:
     """Perplexity over a fixed random token stream (the tiny model has no tokenizer)."""
     import torch
@@ -157,7 +118,7 @@ def tiny_metric_factory(ckpt: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt"))
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture

@@ -9,14 +9,14 @@ from sqlalchemy import select
 
 from server.db.models import Device, Job, Profile
 from server.db.session import Database
-from tests.server.conftest import make_checkpoint
+from tests.factories import tiny_checkpoint
 
 
 def test_prepare_profiles_the_local_machine_once(tmp_path: Path) -> None:
     from server.bootstrap import prepare
     from server.settings import Settings
 
-    ckpt = make_checkpoint(tmp_path)
+    ckpt = tiny_checkpoint(tmp_path)
     s = Settings(var_dir=tmp_path / "var", checkpoint=ckpt, bootstrap_device="this-box", bootstrap_workload="b1-p8-g4", bootstrap_max_shapes=6,
                  bootstrap_repetitions=1)
     seen: list[tuple[int, int, str]] = []
@@ -42,7 +42,7 @@ def test_first_start_profile_is_adaptive_within_the_budget_and_fits(tmp_path: Pa
     from server.services.latency import refit
     from server.settings import Settings
 
-    ckpt = make_checkpoint(tmp_path)  # its space: depth 2..4 x attention (1, 0.5) x MLP (1, 0.5) = 12 shapes (the old grid)
+    ckpt = tiny_checkpoint(tmp_path)  # its space: depth 2..4 x attention (1, 0.5) x MLP (1, 0.5) = 12 shapes (the old grid)
     s = Settings(var_dir=tmp_path / "var", checkpoint=ckpt, bootstrap_device="this-box", bootstrap_workload="b1-p8-g4", bootstrap_repetitions=1,
                  bootstrap_budget_s=0.01)  # spent by the initial design: no second batch
     seen: list[tuple[int, int, str]] = []

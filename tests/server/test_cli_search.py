@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from core.model.loader import ModelInfo
 from core.search.cache import JsonAccuracyCache
 from core.spec import ShapeSpace
-from core.strategy.units import kept_ffn_channels, kept_kv_groups
-from tests.core.test_search_accuracy import make_checkpoint
-from tests.factories import run_cli
+from tests.factories import affine_table, run_cli, tiny_checkpoint, write_table
 
 ACC = ("--window", "32", "--max-windows", "2")
 
@@ -24,38 +21,15 @@ def _run(*args: str | Path) -> tuple[int, str, str]:
     return res.exit_code, res.stdout, res.output
 
 
-def write_table(path: Path, info: ModelInfo, space: ShapeSpace, *, engine: str = "torch", workload: str = "b1-p16-g8", scale: float = 1.0) -> Path:
-    """A profile table whose latencies follow DESIGN §5's affine law (decode: a + L·(b + c·attn + d·MLP))."""
-    rows = []
-    for s in space:
-        kv, ffn = kept_kv_groups(info, s.attn_width), kept_ffn_channels(info, s.ffn_width)
-        per = 0.2 + 0.3 * kv / info.num_kv_heads + 0.5 * ffn / info.intermediate_size
-        tpot, ttft = scale * (0.5 + s.num_layers * per), scale * (2.0 + 6 * s.num_layers * per)
-        rows.append({"shape": s.key, "num_layers": s.num_layers, "kv_groups": kv, "ffn_channels": ffn, "peak_mem_mb": 50.0 + 10 * s.num_layers * per,
-                     "ttft_ms": {"median": ttft, "p90": ttft * 1.05, "std": 0.01, "repetitions": 3},
-                     "tpot_ms": {"median": tpot, "p90": tpot * 1.05, "std": 0.01, "repetitions": 3}})
-    doc: dict[str, Any] = {
-        "schema_version": 1,
-        "device": {"name": "dev1", "cpu_model": "test cpu", "cpu_count": 2, "threads": 1, "load_avg_start": [0.1, 0.1, 0.1], "load_avg_end": [0.1, 0.1, 0.1]},
-        "engine": {"name": engine, "version": "1", "dtype": "fp32"},
-        "workload": workload,
-        "model": {k: getattr(info, k) for k in ("model_type", "num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size",
-                                                 "vocab_size")},
-        "rows": rows,
-    }
-    path.write_text(json.dumps(doc))
-    return path
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from core.checkpoint import open_checkpoint
 
     root = tmp_path_factory.mktemp("search-cli")
-    ckpt = make_checkpoint(root, layers=4, min_layers=2)
+    ckpt = tiny_checkpoint(root, name="tiny-ckpt", tokenizer=True, layers=4, min_layers=2)
     opened = open_checkpoint(ckpt)
-    table = write_table(root / "table.json", opened.elastic.info, opened.strategy.space)
-    other = write_table(root / "ort.json", opened.elastic.info, opened.strategy.space, engine="onnxruntime", scale=0.5)
+    table = write_table(root / "table.json", affine_table(opened.elastic.info, opened.strategy.space))
+    other = write_table(root / "ort.json", affine_table(opened.elastic.info, opened.strategy.space, engine="onnxruntime", scale=0.5))
     return {"ckpt": ckpt, "table": table, "other": other, "cache": root / "acc.json"}
 
 
@@ -110,7 +84,7 @@ def test_table_of_another_model_is_refused(env: dict[str, Path], tmp_path: Path)
 
     opened = open_checkpoint(env["ckpt"])
     info = ModelInfo(**{**opened.elastic.info.to_dict(), "intermediate_size": 256})
-    t = write_table(tmp_path / "big.json", info, ShapeSpace(4, 2, (1.0, 0.5)))
+    t = write_table(tmp_path / "big.json", affine_table(info, ShapeSpace(4, 2, (1.0, 0.5))))
     code, _, output = _run("search", "--checkpoint", env["ckpt"], "--table", t, "--accuracy-cache", env["cache"], *ACC, "--budget-ms", "3")
     assert code == 2 and "measured for another model" in output and "(intermediate_size 256 vs 128)" in output
     assert "ffn256" in output and "ffn128" in output  # both models named

@@ -9,10 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import hashlib
-import json
-import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -21,53 +17,21 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.server.conftest import ADMIN_TOKEN, add_tokenizer, make_checkpoint
-from tests.server.test_e2e import AMOEBA, _env, _free_port
+from tests.factories import ADMIN_TOKEN, LiveServer, affine_table
 
 
-class Served:
+class Served(LiveServer):
+    """The crash-test server: a fast worker poll and the tiny checkpoint's affine profile table."""
+
     def __init__(self, tmp: Path) -> None:
         from core.checkpoint import open_checkpoint
-        from tests.server.test_cli_search import write_table
 
-        self.tmp = tmp
-        ckpt = make_checkpoint(tmp)
-        calib = add_tokenizer(ckpt)
-        opened = open_checkpoint(ckpt)
-        self.table = json.loads(write_table(tmp / "table.json", opened.elastic.info, opened.strategy.space).read_text())
-        self.db_url = f"sqlite:///{tmp / 'var' / 'amoeba.db'}"
-        self.env = _env(tmp, AMOEBA_CHECKPOINT=str(ckpt), AMOEBA_CALIB_TEXT=str(calib), AMOEBA_CALIB_WINDOW="16", AMOEBA_CALIB_MAX_WINDOWS="2",
-                        AMOEBA_WORKER_POLL_S="0.05", AMOEBA_ACCESS_LOG="false", AMOEBA_DATABASE_URL=self.db_url)
-        assert subprocess.run([*AMOEBA, "db", "upgrade"], env=self.env, capture_output=True, text=True, timeout=120).returncode == 0
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(tmp, poll_s="0.05", AMOEBA_ACCESS_LOG="false")
+        opened = open_checkpoint(self.ckpt)
+        self.table = affine_table(opened.elastic.info, opened.strategy.space)
 
-    def start(self) -> str:
-        port = _free_port()
-        self.log = open(self.tmp / f"server-{port}.log", "wb")
-        self.proc = subprocess.Popen([*AMOEBA, "serve", "--no-bootstrap", "--port", str(port)], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 180
-        while True:
-            assert self.proc.poll() is None
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return self.url
-            except httpx.TransportError:
-                pass
-            assert time.time() < deadline
-            time.sleep(0.1)
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-        self.log.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
-            self.log.close()
+    def start(self, *, ready: str = "/healthz", timeout_s: float = 180) -> str:
+        return super().start(ready=ready, timeout_s=timeout_s)
 
 
 def _search_until_ready(url: str, budget: float) -> dict[str, Any]:
@@ -103,9 +67,16 @@ def test_kill9_during_builds_and_uploads_then_restart(served: Served) -> None:
     for sid in subnets:
         assert httpx.get(f"{url}/v1/subnets/{sid}/artifact", timeout=30).status_code == 202
     deadline = time.time() + 60
-    while not (art_dir / ".build").is_dir() or not any((art_dir / ".build").iterdir()):
+    engine = sa.create_engine(served.db_url)
+
+    def building() -> bool:  # an export is being built (extracting, or streaming its archive)
+        with engine.connect() as c:
+            return bool(c.execute(sa.text("SELECT count(*) FROM artifacts WHERE status = 'building'")).scalar()) or bool(list(art_dir.glob(".*.tmp")))
+
+    while not building():
         assert time.time() < deadline, "no build started"
         time.sleep(0.002)
+    engine.dispose()
     served.kill9()
 
     # 2. kill -9 during an upload burst (restart first: the job table requeues the interrupted build)

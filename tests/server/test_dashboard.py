@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.server.conftest import ADMIN_TOKEN, make_table, register
+from tests.factories import ADMIN_TOKEN, make_table
+from tests.server.conftest import register
 
 BASIC = {"Authorization": "Basic " + base64.b64encode(f"admin:{ADMIN_TOKEN}".encode()).decode()}
 

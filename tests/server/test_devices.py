@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from server.db.models import Job, Profile, ProfileRow
-from tests.server.conftest import admin_headers, make_table, register
+from tests.factories import make_table
+from tests.server.conftest import admin_headers, register
 
 
 def _count(client: Any, model: Any) -> int:

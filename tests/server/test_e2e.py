@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import socket
 import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -18,51 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server.conftest import ADMIN_TOKEN, add_tokenizer, make_checkpoint
-
-AMOEBA = [sys.executable, "-c", "from cli.app import main; main()"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(tmp: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AMOEBA_") or k == "AMOEBA_DATA_DIR"}
-    env.update({"AMOEBA_VAR_DIR": str(tmp / "var"), "AMOEBA_ADMIN_TOKEN": ADMIN_TOKEN, "OMP_NUM_THREADS": "1", **extra})
-    return env
+from tests.factories import ADMIN_TOKEN, AMOEBA, free_port, live_server, server_env
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    ckpt = make_checkpoint(tmp_path)
-    calib = add_tokenizer(ckpt)
-    port = _free_port()
-    env = _env(tmp_path, AMOEBA_CHECKPOINT=str(ckpt), AMOEBA_CALIB_TEXT=str(calib), AMOEBA_CALIB_WINDOW="16", AMOEBA_CALIB_MAX_WINDOWS="2",
-               AMOEBA_WORKER_POLL_S="0.2", AMOEBA_DATABASE_URL=f"sqlite:///{tmp_path / 'var' / 'amoeba.db'}")
-    up = subprocess.run([*AMOEBA, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120)
-    assert up.returncode == 0, up.stderr
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([*AMOEBA, "serve", "--no-bootstrap", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.time() < deadline, "server did not become ready"
-            time.sleep(0.3)
-        yield url, ckpt
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
+    with live_server(tmp_path) as s:
+        yield s.url, s.ckpt
 
 
 def _poll(fn: Any, ok: int, wait: tuple[int, ...], timeout_s: float = 180) -> httpx.Response:
@@ -85,7 +44,7 @@ def test_register_profile_search_download(server: tuple[str, Path], tmp_path: Pa
     table = tmp_path / "table.json"
     cmd = [*AMOEBA, "profile", "--engine", "torch", "--workload", "b1-p8-g4", "--model", str(ckpt), "--min-layers", "2", "--widths", "1,0.5",
            "--repetitions", "2", "--warmup", "0", "--out", str(table), "--upload", url, "--device", "edge-1", "--token", token]
-    prof = subprocess.run(cmd, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    prof = subprocess.run(cmd, env=server_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert prof.returncode == 0, prof.stderr
     dev = httpx.get(f"{url}/v1/devices/edge-1").json()
     assert len(dev["profiles"]) == 1 and dev["profiles"][0]["rows"] == 12
@@ -117,8 +76,8 @@ def test_register_profile_search_download(server: tuple[str, Path], tmp_path: Pa
 
 
 def test_serve_refuses_unmigrated_database(tmp_path: Path) -> None:
-    env = _env(tmp_path, AMOEBA_DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}", AMOEBA_CHECKPOINT=str(tmp_path / "none"))
-    r = subprocess.run([*AMOEBA, "serve", "--no-bootstrap", "--port", str(_free_port())], env=env, capture_output=True, text=True, timeout=120)
+    env = server_env(tmp_path, AMOEBA_DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}", AMOEBA_CHECKPOINT=str(tmp_path / "none"))
+    r = subprocess.run([*AMOEBA, "serve", "--no-bootstrap", "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "amoeba db upgrade" in r.stderr and "Traceback" not in r.stderr
     cur = subprocess.run([*AMOEBA, "db", "current"], env=env, capture_output=True, text=True, timeout=60)
     assert cur.returncode == 0 and "current: none" in cur.stdout

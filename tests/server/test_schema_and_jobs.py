@@ -133,7 +133,7 @@ def test_migration_0002_binds_existing_profiles_to_their_model(db_url: str) -> N
     from alembic import command
 
     from server.db.migrate import alembic_config
-    from tests.server.conftest import make_table
+    from tests.factories import make_table
 
     cfg = alembic_config(db_url)
     command.downgrade(cfg, "0001")

@@ -13,7 +13,6 @@ profile table whose shapes lie outside the served checkpoint's space is a 422 to
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -25,8 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server.conftest import ADMIN_TOKEN, add_tokenizer, make_checkpoint
-from tests.server.test_e2e import AMOEBA, _env, _free_port
+from tests.factories import ADMIN_TOKEN, LiveServer, affine_table
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 EXAMPLES = int(os.environ.get("AMOEBA_SCHEMATHESIS_EXAMPLES", "100"))
@@ -36,31 +34,13 @@ pytestmark = pytest.mark.skipif(not SCHEMATHESIS.exists(), reason="schemathesis 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     from core.checkpoint import open_checkpoint
-    from tests.server.test_cli_search import write_table
 
-    tmp = tmp_path_factory.mktemp("schemathesis")
-    ckpt = make_checkpoint(tmp)
-    calib = add_tokenizer(ckpt)
-    opened = open_checkpoint(ckpt)
-    table = json.loads(write_table(tmp / "table.json", opened.elastic.info, opened.strategy.space).read_text())
-    port = _free_port()
-    env = _env(tmp, AMOEBA_CHECKPOINT=str(ckpt), AMOEBA_CALIB_TEXT=str(calib), AMOEBA_CALIB_WINDOW="16", AMOEBA_CALIB_MAX_WINDOWS="2",
-               AMOEBA_WORKER_POLL_S="0.2", AMOEBA_ACCESS_LOG="false", AMOEBA_DATABASE_URL=f"sqlite:///{tmp / 'var' / 'amoeba.db'}")
-    assert subprocess.run([*AMOEBA, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120).returncode == 0
-    log = open(tmp / "server.log", "w")
-    proc = subprocess.Popen([*AMOEBA, "serve", "--no-bootstrap", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    server = LiveServer(tmp_path_factory.mktemp("schemathesis"), AMOEBA_ACCESS_LOG="false")
+    opened = open_checkpoint(server.ckpt)
+    table = affine_table(opened.elastic.info, opened.strategy.space)
     try:
+        url = server.start()
         deadline = time.time() + 180
-        while True:
-            assert proc.poll() is None, (tmp / "server.log").read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.time() < deadline, "server did not become ready"
-            time.sleep(0.3)
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         token = httpx.post(f"{url}/v1/devices", json={"name": "dev1"}, headers=admin).json()["token"]
         assert httpx.post(f"{url}/v1/devices/dev1/profiles", json=table, headers={"Authorization": f"Bearer {token}"}).status_code == 201
@@ -70,10 +50,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
             time.sleep(0.3)
         yield url, token
     finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
-        assert "Traceback" not in (tmp / "server.log").read_text(), (tmp / "server.log").read_text()[-3000:]
+        server.stop()
+        assert "Traceback" not in server.log(), server.log()[-3000:]
 
 
 @pytest.mark.parametrize("auth", ["none", "admin", "device"])

@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from core.spec import SubnetSpec
 from server.db.models import Artifact, Job, Search
-from tests.server.conftest import make_table, register
+from tests.factories import make_table
+from tests.server.conftest import register
 
 
 def _drain(client: Any) -> int:

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from server.db.models import Search
-from tests.server.conftest import make_table, register
+from tests.factories import make_table
+from tests.server.conftest import register
 
 
 def _rows(client: Any) -> int:

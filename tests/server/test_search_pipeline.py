@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.server.conftest import add_tokenizer, make_checkpoint, register, settings_for
-from tests.server.test_cli_search import _run, write_table
+from tests.factories import affine_table, make_table, tiny_checkpoint, write_table
+from tests.server.conftest import add_tokenizer, register, settings_for
+from tests.server.test_cli_search import _run
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -18,10 +19,10 @@ def test_cli_and_http_answer_identically(tmp_path: Path, db_url: str) -> None:
     from core.checkpoint import open_checkpoint
     from server.app import create_app
 
-    ckpt = make_checkpoint(tmp_path)
+    ckpt = tiny_checkpoint(tmp_path)
     calib = add_tokenizer(ckpt)
     opened = open_checkpoint(ckpt)
-    table = write_table(tmp_path / "table.json", opened.elastic.info, opened.strategy.space)
+    table = write_table(tmp_path / "table.json", affine_table(opened.elastic.info, opened.strategy.space))
     settings = settings_for(tmp_path, db_url, checkpoint=ckpt, calib_text=calib, calib_window=16, calib_max_windows=2)
     budgets = [(2.0, "tpot"), (3.0, "tpot"), (14.0, "ttft")]
     with TestClient(create_app(settings)) as c:
@@ -51,8 +52,6 @@ def test_cli_and_http_answer_identically(tmp_path: Path, db_url: str) -> None:
 
 
 def test_index_is_rebuilt_for_a_new_fit(full_client: Any) -> None:
-    from tests.server.conftest import make_table
-
     c = full_client
     state = c.app.state.amoeba
     token = register(c)
@@ -76,8 +75,6 @@ def test_resolution_cache_refreshes_once_and_follows_a_new_profile(full_client: 
     """An expired resolution is refreshed by one request while the others keep it; a newer profile without its fit
     (uploaded by another process: no local invalidation) drops it at the next refresh."""
     import time as _time
-
-    from tests.server.conftest import make_table
 
     c = full_client
     state = c.app.state.amoeba

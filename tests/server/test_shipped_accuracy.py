@@ -11,11 +11,12 @@ from core.search.shapes import UniformSpace
 from server.app import create_app
 from server.db.models import Job
 from server.services.accuracy import ACCURACY, ACCURACY_TABLE_FILE, warm_accuracy
-from tests.server.conftest import make_checkpoint, settings_for, tiny_metric_factory
+from tests.factories import tiny_checkpoint
+from tests.server.conftest import settings_for, tiny_metric_factory
 
 
 def test_shipped_table_seeds_the_cache_and_nothing_is_queued(tmp_path: Path, db_url: str) -> None:
-    ckpt = make_checkpoint(tmp_path / "c")
+    ckpt = tiny_checkpoint(tmp_path / "c")
     # a first service computes the table into the SQL cache; we ship it as <checkpoint>/accuracy.json
     first = create_app(settings_for(tmp_path / "one", db_url, checkpoint=ckpt), metric_factory=tiny_metric_factory).state.amoeba
     assert first.accuracy.fill() == len(UniformSpace(first.accuracy.space))

@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import func, select
 
 from server.db.models import Job, Profile, ProfileRow
-from tests.server.conftest import admin_headers, make_table, register
+from tests.factories import make_table
+from tests.server.conftest import admin_headers, register
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 QUERY = {"device": "dev1", "engine": "torch", "workload": "b1-p16-g8", "budget": {"latency_ms": 2.5, "metric": "tpot"}}
