@@ -1,37 +1,35 @@
-"""Lazy registry of profiler plugins: name -> ``"module:Class"``, imported on first use."""
+"""The engine plugins: a lazy ``core.registry.Registry`` of ``Profiler`` subclasses (name → ``"module:Class"``)."""
 
 from __future__ import annotations
 
-import importlib
+from typing import Any
 
-from core.errors import ConfigError
+from core.registry import Registry
 from profilers.base import MeasureSettings, Profiler
 
-PLUGINS: dict[str, str] = {
+
+def _is_profiler(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, Profiler)
+
+
+PLUGINS: Registry[type[Profiler]] = Registry("engine", {
     "torch": "profilers.plugins.torch_eager:TorchProfiler",
     "onnxruntime": "profilers.plugins.ort.profiler:OrtProfiler",
     "onnxruntime_genai": "profilers.plugins.ort.genai:OrtGenAiProfiler",
     "tensorrt_llm": "profilers.plugins.trtllm.profiler:TrtLlmProfiler",
     "mlc_llm": "profilers.plugins.mlc.profiler:MlcProfiler",
     "llamacpp": "profilers.plugins.llamacpp.profiler:LlamaCppProfiler",
-}
+}, _is_profiler)
 
 
 def names() -> list[str]:
-    """Registered plugin names (nothing is imported)."""
-    return sorted(PLUGINS)
+    """Registered plugin names, sorted (nothing is imported)."""
+    return sorted(PLUGINS.names())
 
 
 def profiler_class(name: str) -> type[Profiler]:
-    """Import and return the plugin class registered as ``name``."""
-    target = PLUGINS.get(name)
-    if target is None:
-        raise ConfigError(f"unknown engine {name!r}; registered: {', '.join(names())}")
-    module, _, attr = target.partition(":")
-    cls = getattr(importlib.import_module(module), attr)
-    if not (isinstance(cls, type) and issubclass(cls, Profiler)):
-        raise ConfigError(f"plugin {name!r} ({target}) is not a Profiler subclass")
-    return cls
+    """Import and return the plugin class registered as ``name`` (``ConfigError`` listing the known names)."""
+    return PLUGINS.load(name)
 
 
 def get_profiler(name: str, settings: MeasureSettings | None = None) -> Profiler:

@@ -1,4 +1,5 @@
-"""Accuracy cache backends: keys, JSON round trip, atomic replace, concurrent writers, corrupt files."""
+"""Accuracy cache backends: keys, JSON round trip, atomic replace, concurrent writers, corrupt files (the contract every
+backend keeps: ``test_cache_contract.py``)."""
 
 from __future__ import annotations
 
@@ -34,14 +35,6 @@ def test_key_text_round_trip_and_validation() -> None:
 def test_record_rejects_non_finite_accuracy() -> None:
     with pytest.raises(ConfigError, match="finite"):
         AccuracyRecord(float("nan"), 1.0, "ppl")
-
-
-def test_every_key_field_separates_entries(tmp_path: Path) -> None:
-    c = JsonAccuracyCache(tmp_path / "acc.json")
-    c.put(key(), REC)
-    assert c.get(key()) == REC
-    for other in (key(shape="L3-a1-f1"), key(ckpt="e" * 64), key(metric="mc:piqa:acc"), key(data="f" * 64)):
-        assert c.get(other) is None
 
 
 def test_json_round_trip_and_no_temp_files(tmp_path: Path) -> None:
