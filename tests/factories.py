@@ -121,10 +121,11 @@ EVAL_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "eval"
 
 
 def tiny_checkpoint(root: Path, *, name: str = "tiny-base", layers: int = 4, min_layers: int = 2, widths: tuple[float, ...] = (1.0, 0.5),
-                    seed: int = 0, tokenizer: bool = False) -> Path:
+                    seed: int = 0, tokenizer: bool = False, vocab: int | None = None) -> Path:
     """A saved tiny Llama (``make_tiny``) with a naive ``strategy/`` (an ``open_checkpoint`` input) at ``root/name``.
 
-    ``tokenizer``: a 512-token vocabulary with the fixture tokenizer and a ``calibration.txt`` (WikiText-2 sample).
+    ``tokenizer``: a 512-token vocabulary with the fixture tokenizer and a ``calibration.txt`` (WikiText-2 sample);
+    otherwise ``vocab`` tokens (default 97) and no tokenizer.
     """
     import shutil
 
@@ -133,7 +134,7 @@ def tiny_checkpoint(root: Path, *, name: str = "tiny-base", layers: int = 4, min
     from tests.conftest import make_tiny
 
     d = Path(root) / name
-    m = make_tiny("llama", layers=layers, seed=seed, vocab=512 if tokenizer else 97)
+    m = make_tiny("llama", layers=layers, seed=seed, vocab=512 if tokenizer else vocab or 97)
     m.save_pretrained(str(d))
     if tokenizer:
         for f in (EVAL_FIXTURES / "tokenizer").iterdir():

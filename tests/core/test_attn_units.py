@@ -48,7 +48,7 @@ def test_kept_heads_per_unit() -> None:
     assert kept_heads(SMOL, 1 / 3, "q_head") == (3, 3) and kept_heads(SMOL, 1.0, "q_head") == (9, 3)
     assert heads_of_units((0, 2), SMOL, "kv_group") == ((0, 1, 2, 6, 7, 8), (0, 2))
     assert heads_of_units((1, 3, 8), SMOL, "q_head") == ((1, 3, 8), (0, 1, 2))
-    with pytest.raises(ConfigError, match="same number of heads in every one of 3 KV groups"):
+    with pytest.raises(ConfigError, match="3 KV groups"):
         heads_of_units((0, 1, 3), SMOL, "q_head")
 
 

@@ -9,10 +9,7 @@ import pytest
 
 from core.checkpoint import open_checkpoint
 from core.data.tokenizer import train_tokenizer
-from core.model.loader import ModelInfo, weights_sha256
-from core.strategy.schema import naive_strategy
-from tests.conftest import make_tiny
-from tests.factories import run_cli
+from tests.factories import run_cli, tiny_checkpoint
 
 TEXT = "\n".join(f"The {a} fox number {i} jumps over the {b} dog and runs home again." for i, (a, b) in
                  enumerate([("quick", "lazy"), ("brown", "sleepy"), ("red", "old"), ("small", "big")] * 60)) + "\n"
@@ -30,13 +27,8 @@ def setup(tmp_path: Path) -> tuple[Path, Path]:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(tok_dir))
-    base = tmp_path / "base"
-    make_tiny("llama", vocab=len(tok)).save_pretrained(str(base))
+    base = tiny_checkpoint(tmp_path, name="base", vocab=len(tok))
     tok.save_pretrained(str(base))
-    from transformers import AutoConfig
-
-    info = ModelInfo.from_config(AutoConfig.from_pretrained(str(base)))
-    naive_strategy(info, weights_sha256(base), min_layers=2, widths=(1.0, 0.5)).save(base / "strategy")
     return base, corpus
 
 

@@ -63,7 +63,7 @@ def brute_force(space: UniformSpace, view: LatencyView, budget: Budget) -> Shape
 
 
 def test_budget_validation() -> None:
-    with pytest.raises(ConfigError, match="budget metric must be one of tpot, ttft, e2e"):
+    with pytest.raises(ConfigError, match="budget metric"):
         Budget(10.0, "latency")  # type: ignore[arg-type]
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ConfigError, match="latency budget"):

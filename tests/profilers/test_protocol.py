@@ -110,7 +110,7 @@ def test_busy_rounds_are_measured_again_then_marked_or_refused(tiny_base: Path) 
     p = Scripted(always)
     row = measure_shapes(p, src, [SubnetSpec(4)], WL).rows[0]
     assert row.busy and row.remeasured == 2 and p.opens == ["L4-a1-f1"] * 3
-    with pytest.raises(MachineBusyError, match="other processes used .* after 3 attempt"):
+    with pytest.raises(MachineBusyError, match="3 attempt"):
         measure_shapes(Scripted(replace(always, busy_policy="refuse")), src, [SubnetSpec(4)], WL)
     quiet = measure_shapes(Scripted(replace(FAST, busy_retries=2)), src, [SubnetSpec(4)], WL).rows[0]
     assert not quiet.busy and quiet.remeasured == 0
