@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ from profilers.shapes import GridOptions, read_shapes_file, resolve_shapes, thin
 from profilers.source import ModelSource
 from profilers.table import load_table, parse_table, save_table
 from profilers.upload import profiles_url, upload_file
-from tests.factories import profile_table, run_cli
+from tests.factories import free_port, profile_table, run_cli
 
 
 def test_grid_depth_step_and_thinning(tiny_base: Path) -> None:
@@ -117,17 +116,11 @@ def test_upload_retries_with_bounded_backoff(tmp_path: Path) -> None:
     assert e.value.retryable and sleeps == [4, 8, 10, 10, 10, 10]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_cli_profiles_writes_table_and_keeps_it_when_upload_fails(tmp_path: Path, tiny_base: Path) -> None:
     out = tmp_path / "table.json"
     shapes = tmp_path / "shapes.txt"
     shapes.write_text("L4-a1-f1\nL2-a0.5-f0.75\nL1-a0.5-f0.5\n")
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     res = run_cli("profile", "--engine", "torch", "--workload", "b1-p8-g4", "--shapes", str(shapes), "--model", str(tiny_base),
                               "--out", str(out), "--repetitions", "2", "--max-shapes", "2", "--upload", url, "--device", "dev1",
                               "--token", "secret", "--attempts", "1")
