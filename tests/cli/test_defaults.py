@@ -10,13 +10,12 @@ import pytest
 
 from cli.defaults import served_checkpoint
 from core.strategy.schema import Strategy
-from tests.core.test_search_accuracy import make_checkpoint
-from tests.factories import flat, run_cli
+from tests.factories import flat, run_cli, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("served"))
+    return tiny_checkpoint(tmp_path_factory.mktemp("served"), tokenizer=True)
 
 
 def test_served_checkpoint_follows_the_service_settings(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,3 +42,15 @@ def test_accuracy_without_checkpoint_uses_the_served_one(ckpt: Path, tmp_path: P
                 "--json-out", tmp_path / "a.json", env={"AMOEBA_CHECKPOINT": str(ckpt)})
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "a.json").read_text())["checkpoint"] == str(ckpt.resolve())
+
+
+def test_export_and_eval_without_a_model_use_the_served_checkpoint(ckpt: Path, tmp_path: Path) -> None:
+    env = {"AMOEBA_CHECKPOINT": str(ckpt)}
+    r = run_cli("export", "--shape", "L2-a0.5-f0.5", "--out", tmp_path / "sub", env=env)
+    assert r.exit_code == 0, r.output
+    assert "loading the served checkpoint" in flat(r.output) and (tmp_path / "sub" / "config.json").is_file()
+    text = tmp_path / "t.txt"
+    text.write_text((ckpt / "calibration.txt").read_text()[:4000])
+    r = run_cli("eval", "--ppl", text, "--window", "32", "--max-windows", "2", "--json-out", tmp_path / "e.json", env=env)
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "e.json").read_text())["perplexity"]["t.txt"]["ppl"] > 1
