@@ -63,6 +63,25 @@ def one_generation(runner: Runner, gen_len: int) -> tuple[float, float]:
     return (t1 - t0) * 1e3, (t2 - t1) * 1e3 / (gen_len - 1)
 
 
+def cuda_event_generation(runner: Runner, gen_len: int, cuda: Any) -> tuple[float, float]:
+    """``one_generation`` timed on the device with CUDA events (``cuda`` is ``torch.cuda``).
+
+    Events are recorded on the current stream before the prefill, after it and after the last decode step, and
+    read after one synchronize at the end, so host-side timer and launch jitter do not enter the numbers and the
+    decode loop is not serialised by per-step syncs (greedy tokens stay on the device).
+    """
+    start, mid, end = (cuda.Event(enable_timing=True) for _ in range(3))
+    runner.sync()
+    start.record()
+    state = runner.prefill()
+    mid.record()
+    for _ in range(gen_len - 1):
+        state = runner.decode(state)
+    end.record()
+    end.synchronize()
+    return float(start.elapsed_time(mid)), float(mid.elapsed_time(end)) / (gen_len - 1)
+
+
 @dataclass
 class FnSession:
     """A ``profilers.base.Session`` from two callables (engines that time themselves, e.g. from reported metrics)."""

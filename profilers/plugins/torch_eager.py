@@ -1,4 +1,7 @@
-"""PyTorch eager flow (CPU or CUDA): stock HF model per shape, ``DynamicCache`` decode, ``logits_to_keep=1``."""
+"""PyTorch eager flow (CPU or CUDA): stock HF model per shape, ``DynamicCache`` decode, ``logits_to_keep=1``.
+
+On CUDA, a generation is timed with CUDA events (``profilers.timing.cuda_event_generation``) and the device facts
+(GPU model, driver, clocks) come from ``nvidia-smi`` (``profilers.facts``)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from profilers.base import Profiler, Session
 from profilers.errors import ProfilerUnavailable
 from profilers.source import ModelSource
 from profilers.table import EngineFacts
-from profilers.timing import RssProbe, one_generation
+from profilers.timing import RssProbe, cuda_event_generation, one_generation
 from profilers.workload import Workload
 
 _TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -129,6 +132,9 @@ class _TorchSession:
         self.runner, self.workload, self.probe, self.device = runner, workload, probe, device
 
     def generate(self) -> tuple[float, float]:
+        """Host timers around a CPU generation; CUDA events on the device's stream on a GPU."""
+        if self.device.startswith("cuda"):
+            return cuda_event_generation(self.runner, self.workload.gen_len, self.runner.torch.cuda)
         return one_generation(self.runner, self.workload.gen_len)
 
     def peak_mem_mb(self) -> float | None:
