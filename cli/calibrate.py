@@ -12,31 +12,35 @@ import typer
 from cli.common import cli_errors, console, progress
 from cli.config_file import with_config_file
 from cli.defaults import CHECKPOINT_HELP
+from cli.options import build_config, config_options
+from core.strategy.config import ALLOCATIONS, CalibrationConfig, parse_bias_modules
 
-#: help suffix of options whose default is ``CalibrationConfig``'s (not repeated here: that module imports torch)
-RECIPE = " (default: the recipe's, CalibrationConfig)"
+#: ``CalibrationConfig`` field → help of its option; the defaults are the config's (a field not listed has no option)
+HELP = {
+    "keep_last": "Top layers that are never removed.",
+    "attn_unit": "Attention unit: kv_group (whole KV groups) or q_head (query heads inside every KV group).",
+    "allocation": f"Width allocation: {' or '.join(ALLOCATIONS)}.",
+    "window": "Tokens per calibration window.",
+    "max_tokens": "Use at most this many calibration tokens (0 = all).",
+    "batch_size": "Windows per forward pass.",
+}
+BIAS = ",".join(CalibrationConfig.bias_modules)  # the config's default, as --bias text
 
 
 @cli_errors
 @with_config_file
+@config_options(CalibrationConfig, HELP)
 def calibrate_cmd(
     out: Annotated[Path, typer.Option(help="Strategy directory to write (replaced atomically).")],
     model: Annotated[Optional[Path], typer.Option(help=f"Base model directory (Hugging Face format, with its tokenizer); {CHECKPOINT_HELP}'s base.")] = None,
     calib_text: Annotated[Optional[Path], typer.Option(help="Calibration text file (default: <model>/calibration.txt).")] = None,
     min_layers: Annotated[Optional[int], typer.Option(help="Smallest depth of the shape space (default: half the layers).")] = None,
-    keep_last: Annotated[Optional[int], typer.Option(help="Top layers that are never removed" + RECIPE)] = None,
     widths: Annotated[Optional[str], typer.Option(help="MLP width ladder (also attention without --attn-widths); default 1,7/8,3/4,5/8 snapped.")] = None,
     attn_widths: Annotated[Optional[str], typer.Option(help="Attention width ladder (default: what the unit count allows).")] = None,
-    attn_unit: Annotated[Optional[str], typer.Option(help="Attention unit: kv_group (whole KV groups) or q_head (query heads inside every KV group)"
-                                                          + RECIPE)] = None,
     depth_from: Annotated[Optional[Path], typer.Option(help="Reuse this strategy's kept layers instead of the DP.")] = None,
-    allocation: Annotated[Optional[str], typer.Option(help="Width allocation: uniform or global" + RECIPE)] = None,
-    bias: Annotated[Optional[str], typer.Option(help="Compensation bias modules: attn,ffn | attn | ffn | none"
-                                                     " (bench/results/bias_compensation.json)" + RECIPE)] = None,
-    window: Annotated[Optional[int], typer.Option(help="Tokens per calibration window" + RECIPE)] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Use at most this many calibration tokens (0 = all).")] = 16384,
-    batch_size: Annotated[Optional[int], typer.Option(help="Windows per forward pass" + RECIPE)] = None,
+    bias: Annotated[str, typer.Option(help="Compensation bias modules: attn,ffn | attn | ffn | none (bench/results/bias_compensation.json).")] = BIAS,
     threads: Annotated[int, typer.Option(help="torch intra-op threads.")] = 1,
+    config: dict[str, Any] | None = None,
 ) -> None:
     """Select the kept layers of every depth and the kept heads/channels of every width (Stage 1)."""
     import torch
@@ -46,9 +50,8 @@ def calibrate_cmd(
     from core.errors import ConfigError, DataMissingError
     from core.model.loader import load_base_model, read_config, weights_sha256
     from core.spec import format_width, parse_widths
-    from core.strategy.calibrate import CalibrationConfig, CalibrationProgress, calibrate
+    from core.strategy.calibrate import CalibrationProgress, calibrate
     from core.strategy.schema import Strategy
-    from core.strategy.width import parse_bias_modules
 
     if model is None:
         from cli.defaults import base_of, served_checkpoint
@@ -65,12 +68,15 @@ def calibrate_cmd(
             raise DataMissingError(f"{model} has no calibration.txt; pass --calib-text FILE")
         raise DataMissingError(f"calibration text not found: {calib}")
     n_layers = int(raw.get("num_hidden_layers", 0))
-    given: dict[str, Any] = {"keep_last": keep_last, "attn_unit": attn_unit, "allocation": allocation, "window": window, "batch_size": batch_size,
-                             "widths": parse_widths(widths) if widths else None, "attn_widths": parse_widths(attn_widths) if attn_widths else None,
-                             "bias_modules": parse_bias_modules(bias) if bias is not None else None}
-    kw = {k: v for k, v in given.items() if v is not None}
-    last = kw.get("keep_last", CalibrationConfig.keep_last)
-    cfg = CalibrationConfig(min_layers=min_layers if min_layers is not None else max(1, last, n_layers // 2), max_tokens=max_tokens or None, **kw)
+    values = dict(config or {})
+    values["max_tokens"] = values["max_tokens"] or None  # 0 = the whole calibration text
+    values["min_layers"] = min_layers if min_layers is not None else max(1, values["keep_last"], n_layers // 2)
+    values["bias_modules"] = parse_bias_modules(bias)
+    if widths:
+        values["widths"] = parse_widths(widths)
+    if attn_widths:
+        values["attn_widths"] = parse_widths(attn_widths)
+    cfg = build_config(CalibrationConfig, values)
     if threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)

@@ -208,7 +208,7 @@ def resolve_attn_unit(model_dir: Path, requested: str | None) -> tuple[str, tupl
 def resolve_bias_modules(model_dir: Path, requested: Sequence[str] | None) -> tuple[str, ...]:
     """``requested`` checked against ``BIAS_MODULES``, or (``None``) the modules of ``<model_dir>/strategy``, else all."""
     if requested is not None:
-        from core.strategy.width import parse_bias_modules
+        from core.strategy.config import parse_bias_modules
 
         return parse_bias_modules(requested)
     doc = Path(model_dir) / "strategy" / "strategy.json"

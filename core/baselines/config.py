@@ -7,8 +7,7 @@ from typing import Any, Literal
 
 from core.errors import ConfigError
 from core.spec import parse_widths
-from core.strategy.schema import BIAS_MODULES
-from core.strategy.width import ALLOCATIONS, parse_bias_modules
+from core.strategy.config import ALLOCATIONS, BIAS_MODULES, parse_bias_modules
 
 AngularToken = Literal["last", "all"]
 

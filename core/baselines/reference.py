@@ -24,7 +24,8 @@ def dp_depth(model: ElasticModel, info: ModelInfo, sha256: str, windows: torch.T
     if config.protect_first:
         raise ConfigError("dp: the depth DP has no protect_first (only protect_last, its keep_last)")
     keep_last = DP_DEFAULT_KEEP_LAST if config.protect_last is None else config.protect_last
-    cfg = CalibrationConfig(min_layers=config.min_layers, keep_last=keep_last, widths=(1.0,), window=windows.shape[1], batch_size=config.batch_size)
+    cfg = CalibrationConfig(min_layers=config.min_layers, keep_last=keep_last, widths=(1.0,), window=windows.shape[1], batch_size=config.batch_size,
+                            max_tokens=None)  # every given window, as the other baselines
     st = calibrate(model, info, sha256, windows.reshape(-1), cfg)
     keys = ("dp_scores", "dp_perplexity", "dp_evaluations", "layer_forwards")
     st.meta = {k: st.meta[k] for k in keys} | {"keep_last": keep_last}

@@ -1,4 +1,7 @@
-"""The Stage 1 recipe: calibration windows → channel statistics → width selection → depth DP → ``Strategy``."""
+"""The Stage 1 recipe: calibration windows → channel statistics → width selection → depth DP → ``Strategy``.
+
+``CalibrationConfig`` lives in the torch-free ``core.strategy.config`` (imported here, so both paths work).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,77 +19,11 @@ from transformers import PreTrainedModel
 from core.elastic.model import ElasticModel
 from core.errors import ConfigError, StrategyError
 from core.model.loader import ModelInfo
-from core.spec import ShapeSpace, SubnetSpec, parse_widths
-from core.strategy.depth_dp import ModelScorer, NextTokenNLL, check_depth_range, depth_dp
+from core.spec import ShapeSpace, SubnetSpec
+from core.strategy.config import CalibrationConfig
+from core.strategy.depth_dp import ModelScorer, NextTokenNLL, depth_dp
 from core.strategy.schema import Strategy
-from core.strategy.units import check_attn_unit, default_attn_ladder, default_ffn_ladder
-from core.strategy.width import ALLOCATIONS, ChannelStatsRecorder, parse_bias_modules, select_widths
-
-
-@dataclass(frozen=True)
-class CalibrationConfig:
-    """Stage 1 settings. ``bias_modules`` defaults to attention only: measured on the default model
-    (``bench/results/bias_compensation.json``), o_proj compensation lowers held-out perplexity of attention-narrowed
-    shapes (e.g. 276.0 → 272.7 at L12-a0.625-f1) while down_proj compensation makes it slightly worse.
-
-    Calibration data: consecutive ``window``-token windows from the start of the token stream, limited to the
-    first ``max_tokens`` tokens and to ``num_windows`` windows (``None`` = no limit).
-
-    Ladders: ``widths`` (MLP; also attention when ``attn_widths`` is unset) and ``attn_widths``; with neither
-    set, what the model's unit counts allow (``default_ffn_ladder`` / ``default_attn_ladder``); see ``ladders``.
-    """
-
-    min_layers: int
-    keep_last: int = 1
-    widths: tuple[float, ...] | None = None
-    allocation: str = "uniform"
-    bias_modules: tuple[str, ...] = ("attn",)
-    window: int = 256
-    max_tokens: int | None = None
-    num_windows: int | None = None
-    batch_size: int = 8
-    use_cache: bool = True
-    attn_widths: tuple[float, ...] | None = None
-    attn_unit: str = "kv_group"
-
-    def __post_init__(self) -> None:
-        check_attn_unit(self.attn_unit)
-        if self.widths is not None:
-            object.__setattr__(self, "widths", parse_widths(self.widths))
-        if self.attn_widths is not None:
-            object.__setattr__(self, "attn_widths", parse_widths(self.attn_widths))
-        object.__setattr__(self, "bias_modules", parse_bias_modules(self.bias_modules))
-        if self.allocation not in ALLOCATIONS:
-            raise ConfigError(f"unknown allocation {self.allocation!r}: expected one of {', '.join(ALLOCATIONS)}")
-        for name, lo in (("window", 2), ("batch_size", 1), ("min_layers", 1), ("keep_last", 0)):
-            if getattr(self, name) < lo:
-                raise ConfigError(f"{name} must be >= {lo}, got {getattr(self, name)}")
-        for name in ("max_tokens", "num_windows"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ConfigError(f"{name} must be >= 1 (or unset), got {v}")
-
-    def check_model(self, info: ModelInfo) -> None:
-        """Raise ``ConfigError`` if these settings do not fit the model."""
-        check_depth_range(info.num_layers, self.min_layers, self.keep_last)
-        if self.window > info.max_position_embeddings:
-            raise ConfigError(f"window {self.window} exceeds the model's max_position_embeddings {info.max_position_embeddings}")
-
-    def ladders(self, info: ModelInfo) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """(MLP ladder, attention ladder) for ``info``: the given ones; an unset attention ladder is ``widths`` when
-        that is given (one ladder for both, as in a ``ShapeSpace``), else both are the model's defaults."""
-        ffn = self.widths if self.widths is not None else default_ffn_ladder(info)
-        if self.attn_widths is not None:
-            return ffn, self.attn_widths
-        attn = self.widths if self.widths is not None else default_attn_ladder(info, self.attn_unit)
-        return ffn, attn
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-native form (lists, not tuples) for strategy metadata."""
-        d = asdict(self)
-        d.update(widths=None if self.widths is None else list(self.widths), bias_modules=list(self.bias_modules),
-                 attn_widths=None if self.attn_widths is None else list(self.attn_widths))
-        return d
+from core.strategy.width import ChannelStatsRecorder, select_widths
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from core.elastic.model import ElasticModel, ForwardContext
 from core.errors import ConfigError
+from core.strategy.config import check_depth_range
 
 
 class RemovalScorer(Protocol):
@@ -35,15 +36,6 @@ class DepthResult:
     kept: dict[int, tuple[int, ...]]
     scores: dict[int, float]
     evaluations: int
-
-
-def check_depth_range(num_layers: int, min_layers: int, keep_last: int) -> None:
-    """Raise ``ConfigError`` unless 0 ≤ keep_last ≤ L and max(1, keep_last) ≤ min_layers ≤ L."""
-    if not 0 <= keep_last <= num_layers:
-        raise ConfigError(f"keep_last must be in [0, {num_layers}] for a {num_layers}-layer model, got {keep_last}")
-    lo = max(1, keep_last)
-    if not lo <= min_layers <= num_layers:
-        raise ConfigError(f"min_layers must be in [{lo}, {num_layers}] (model has {num_layers} layers, keep_last {keep_last}), got {min_layers}")
 
 
 def _finite(x: float) -> float:

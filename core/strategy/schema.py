@@ -20,9 +20,9 @@ from core.atomic import atomic_directory
 from core.errors import ConfigError, StrategyError
 from core.model.loader import ModelInfo
 from core.spec import ShapeSpace, format_width
+from core.strategy.config import BIAS_MODULES
 
 SCHEMA_VERSION = 1
-BIAS_MODULES = ("attn", "ffn")
 
 
 def modules_of_bias_keys(keys: Iterable[str]) -> tuple[str, ...]:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from core.errors import ConfigError
-from core.model.loader import ModelInfo
 from core.spec import normalise_width
+
+if TYPE_CHECKING:
+    from core.model.loader import ModelInfo
 
 
 def ffn_align(intermediate_size: int) -> int:

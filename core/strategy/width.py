@@ -19,10 +19,9 @@ from core.elastic.model import ElasticModel, q_rows
 from core.errors import ConfigError
 from core.model.loader import ModelInfo
 from core.spec import format_width
+from core.strategy.config import ALLOCATIONS, parse_bias_modules
 from core.strategy.schema import BIAS_MODULES, bias_key
 from core.strategy.units import check_attn_unit, heads_of_units, kept_attn_units, kept_ffn_channels
-
-ALLOCATIONS = ("uniform", "global")
 
 
 @dataclass
@@ -210,19 +209,6 @@ def compensation_bias(weight: torch.Tensor, mean: torch.Tensor, kept: torch.Tens
     removed[kept.cpu()] = False
     w = weight.detach().to("cpu", torch.float64)
     return (w[:, removed] @ mean.to(torch.float64)[removed]).float()
-
-
-def parse_bias_modules(text: str | Sequence[str]) -> tuple[str, ...]:
-    """``"attn,ffn"`` / ``"both"`` / ``"attn"`` / ``"ffn"`` / ``"none"`` → canonical tuple of modules."""
-    items = [x.strip().lower() for x in (text.split(",") if isinstance(text, str) else text) if x.strip()]
-    if items in (["none"], []):
-        return ()
-    if items == ["both"]:
-        return BIAS_MODULES
-    bad = [x for x in items if x not in BIAS_MODULES]
-    if bad:
-        raise ConfigError(f"bad bias modules {bad}: use attn, ffn, both or none")
-    return tuple(m for m in BIAS_MODULES if m in items)
 
 
 # ---- the width part of a strategy --------------------------------------------------------------------------

@@ -200,6 +200,24 @@ def test_dp_equals_stage1_depth_and_drop_last_keeps_the_first_layers(tiny) -> No
     assert drop.depth[4] == (0, 1, 2, 3)
 
 
+def test_dp_reads_every_given_window(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DP reference scores the same windows as every baseline, however many tokens they hold (Stage 1's own
+    ``max_tokens`` default does not cut them)."""
+    import core.baselines.reference as reference
+
+    seen: list[CalibrationConfig] = []
+
+    def spy(*args: Any) -> Strategy:
+        seen.append(args[4])
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(reference, "calibrate", spy)
+    model, info = tiny
+    with pytest.raises(RuntimeError, match="stop"):
+        build_baseline_strategy("dp", model, info, SHA, _tokens(), _cfg())
+    assert seen[0].max_tokens is None
+
+
 def test_flap_baseline_is_stage1_width_selection_with_biases(tiny) -> None:
     model, info = tiny
     st = build_baseline_strategy("flap", model, info, SHA, _tokens(), _cfg())
