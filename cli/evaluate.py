@@ -12,12 +12,25 @@ from rich.table import Table
 from cli.common import cli_errors, console, progress
 from cli.config_file import with_config_file
 from cli.defaults import CHECKPOINT_HELP
+from cli.options import build_config, config_options
+from core.eval.plan import TASK_NAMES, EvalPlan, parse_task_names
 
-TASKS_HELP = "Comma-separated tasks: piqa,hellaswag,winogrande,arc_easy,arc_challenge,boolq,openbookqa,mmlu,mmlu_5shot."
+#: ``EvalPlan`` field → help of its option; the defaults are the plan's (a field not listed has no option)
+HELP = {
+    "wikitext2": "Perplexity on the WikiText-2 raw test split (rows joined by blank lines).",
+    "limit": "Items per task: the first N (or a seeded sample with --seed).",
+    "seed": "With --limit: a seeded random sample (stratified by MMLU subject) instead of the first N.",
+    "window": "Perplexity window in tokens (default and cap: the model context).",
+    "max_windows": "Score only the first N perplexity windows.",
+    "batch_size": "Sequences per forward pass.",
+    "data_root": "Shared data directory (default $AMOEBA_DATA_DIR or ../shared/data).",
+}
+TASKS_HELP = f"Comma-separated tasks: {','.join(TASK_NAMES)}."
 
 
 @cli_errors
 @with_config_file
+@config_options(EvalPlan, HELP, rename={"data_root": "data_dir"})
 def eval_cmd(
     model: Annotated[Optional[Path], typer.Option(help="HF model directory: a base model, or an exported subnet.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help=f"AmoebaLLM checkpoint directory: evaluate with adapters at --shape ({CHECKPOINT_HELP}, "
@@ -25,35 +38,25 @@ def eval_cmd(
     strategy: Annotated[Optional[Path], typer.Option(help="Stage 1 strategy directory: evaluate the elastic model at --shape.")] = None,
     shape: Annotated[Optional[str], typer.Option(help="Shape key, e.g. L8-a0.75-f0.625 (default: the full shape).")] = None,
     ppl: Annotated[Optional[list[Path]], typer.Option(help="Text file to score perplexity on (repeatable).")] = None,
-    wikitext2: Annotated[bool, typer.Option(help="Perplexity on the WikiText-2 raw test split (rows joined by blank lines).")] = False,
     tasks: Annotated[Optional[str], typer.Option(help=TASKS_HELP)] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Items per task: the first N (or a seeded sample with --seed).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="With --limit: a seeded random sample (stratified by MMLU subject) instead of the first N.")] = None,
-    window: Annotated[Optional[int], typer.Option(help="Perplexity window in tokens (default and cap: the model context).")] = None,
-    max_windows: Annotated[Optional[int], typer.Option(help="Score only the first N perplexity windows.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per forward pass (default: the recipe's, EvalPlan).")] = None,
     json_out: Annotated[Optional[Path], typer.Option(help="Write all results as JSON here.")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Shared data directory (default $AMOEBA_DATA_DIR or ../shared/data).")] = None,
     tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer directory (default: the model directory).")] = None,
     threads: Annotated[int, typer.Option(help="torch intra-op threads.")] = 1,
+    config: dict[str, Any] | None = None,
 ) -> None:
     """Evaluate a model: perplexity (files, WikiText-2) and multiple-choice acc / acc_norm."""
     import torch
     from transformers.utils import logging as hf_logging
 
-    from core.eval.recipe import EvalPlan, load_inputs, run_eval
+    from core.eval.recipe import load_inputs, run_eval
     from core.eval.target import open_checkpoint_target, open_target
-    from core.eval.tasks import parse_task_names
 
     if threads < 1:
         raise ValueError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
-    plan = EvalPlan(
-        ppl_files=tuple(ppl or ()), wikitext2=wikitext2, tasks=parse_task_names(tasks) if tasks is not None else (),
-        limit=limit, seed=seed, window=window, max_windows=max_windows, data_root=data_dir,
-        **({} if batch_size is None else {"batch_size": batch_size}),
-    )
-    if seed is not None and limit is None:
+    values = dict(config or {}, ppl_files=tuple(ppl or ()), tasks=parse_task_names(tasks) if tasks is not None else ())
+    plan = build_config(EvalPlan, values)
+    if plan.seed is not None and plan.limit is None:
         raise ValueError("--seed only selects a sample together with --limit")
     if json_out is not None and json_out.is_dir():
         raise ValueError(f"--json-out {json_out} is a directory")

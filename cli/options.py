@@ -15,13 +15,14 @@ import operator
 import types
 import typing
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union
 
 import typer
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
-SCALARS = (bool, int, float, str)
+SCALARS = (bool, int, float, str, Path)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,62 +1,26 @@
-"""The evaluation recipe: perplexity files, WikiText-2 and multiple-choice tasks on one ``EvalTarget``."""
+"""The evaluation recipe: perplexity files, WikiText-2 and multiple-choice tasks on one ``EvalTarget``.
+
+``EvalPlan`` lives in the torch-free ``core.eval.plan`` (imported here, so both paths work).
+"""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError
 from core.eval.multiple_choice import MultipleChoiceItem, TaskResult, evaluate_items
 from core.eval.perplexity import PerplexityResult, context_window, perplexity_of_text, read_text_file
+from core.eval.plan import WIKITEXT2, EvalPlan
 from core.eval.target import EvalTarget
-from core.eval.tasks import TASKS, load_task, select_items
+from core.eval.tasks import load_task, select_items
 from core.eval.wikitext import wikitext2_test_text
 
 StageProgress = Callable[[str, int, int], None]
 """``on_progress(stage, done, total)``; stage is ``ppl:<name>`` or ``task:<name>``."""
-
-WIKITEXT2 = "wikitext2"
-
-
-@dataclass(frozen=True)
-class EvalPlan:
-    """What to evaluate. ``limit``/``seed``: per-task subset (``select_items``); ``window``: perplexity window
-    (capped by the model context; default the context); ``max_windows``: first windows only."""
-
-    ppl_files: tuple[Path, ...] = ()
-    wikitext2: bool = False
-    tasks: tuple[str, ...] = ()
-    limit: int | None = None
-    seed: int | None = None
-    window: int | None = None
-    max_windows: int | None = None
-    batch_size: int = 4
-    data_root: Path | None = None
-
-    def __post_init__(self) -> None:
-        if not (self.ppl_files or self.wikitext2 or self.tasks):
-            raise ConfigError("nothing to evaluate: give perplexity files, WikiText-2 or tasks")
-        unknown = [t for t in self.tasks if t not in TASKS]
-        if unknown:
-            raise ConfigError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
-        for name, v, lo in (("limit", self.limit, 1), ("max_windows", self.max_windows, 1), ("window", self.window, 2), ("batch_size", self.batch_size, 1)):
-            if v is not None and v < lo:
-                raise ConfigError(f"{name} must be >= {lo}, got {v}")
-        names = [p.name for p in self.ppl_files] + ([WIKITEXT2] if self.wikitext2 else [])
-        if len(set(names)) != len(names):
-            raise ConfigError(f"perplexity inputs must have distinct file names, got {names}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["ppl_files"] = [str(p) for p in self.ppl_files]
-        d["data_root"] = None if self.data_root is None else str(self.data_root)
-        return d
 
 
 @dataclass
@@ -79,13 +43,11 @@ class EvalReport:
         })
 
     def save(self, path: Path) -> Path:
-        """Write the JSON atomically (temp file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1, allow_nan=False))
-        tmp.replace(path)
-        return path
+        """Write the JSON atomically (``core.atomic``)."""
+        from core.atomic import write_json
+
+        write_json(path, self.to_json())
+        return Path(path)
 
 
 def finite_json(x: Any) -> Any:

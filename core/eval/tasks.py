@@ -26,6 +26,7 @@ from typing import Any
 
 from core.errors import ConfigError, DataMissingError
 from core.eval.multiple_choice import MultipleChoiceItem
+from core.eval.plan import parse_task_names as parse_task_names  # re-exported: its old home
 
 Loader = Callable[[Path], list[MultipleChoiceItem]]
 
@@ -163,17 +164,6 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("mmlu_5shot", "eval/mmlu/reconstructed/five_shot_mmlu_val.json", _mmlu("reconstructed/five_shot_mmlu_val.json"), "validation (five-shot)"),
     )
 }
-
-
-def parse_task_names(text: str) -> tuple[str, ...]:
-    """``"piqa, arc_easy"`` → ``("piqa", "arc_easy")``; unknown names raise ``ConfigError`` listing the known ones."""
-    names = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
-    if not names:
-        raise ConfigError("no task names given")
-    unknown = [t for t in names if t not in TASKS]
-    if unknown:
-        raise ConfigError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
-    return names
 
 
 def load_task(name: str, data_root: Path) -> list[MultipleChoiceItem]:

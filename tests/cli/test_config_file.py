@@ -98,3 +98,23 @@ def test_finetune_config_file_errors_before_any_work(tmp_path: Path) -> None:
     f.write_text("mixture: moe\n")
     r = run_cli("finetune", "--config", f, "--out", tmp_path / "o", "--base", tmp_path, "--strategy", tmp_path)
     assert r.exit_code == 2 and "mixture must be" in r.output  # the dataclass validates values from the file
+
+
+def test_a_path_field_is_an_option() -> None:
+    """A ``Path`` field (``EvalPlan.data_root``) gets an option that parses to a ``Path``."""
+
+    @dataclass(frozen=True)
+    class WithPath:
+        root: Path | None = None
+
+    seen: dict[str, Any] = {}
+    app = typer.Typer()
+
+    @app.command()
+    @config_options(WithPath, {"root": "a directory"})
+    def run(config: dict[str, Any] | None = None) -> None:
+        seen.update(built=build_config(WithPath, config or {}))
+
+    r = CliRunner().invoke(app, ["--root", "some/dir"])
+    assert r.exit_code == 0, r.output
+    assert seen["built"] == WithPath(root=Path("some/dir"))

@@ -11,6 +11,7 @@ import pytest
 from core.data.paths import FIXTURES_DIR, data_dir
 from core.errors import ConfigError, DataMissingError
 from core.eval.multiple_choice import MultipleChoiceItem
+from core.eval.plan import TASK_NAMES
 from core.eval.tasks import TASKS, load_task, parse_task_names, select_items
 
 ROOT = FIXTURES_DIR / "eval" / "data"
@@ -138,3 +139,8 @@ def test_real_winogrande_matches_the_gauntlet_partial_form() -> None:
 def test_registry_paths_point_into_the_data_layout() -> None:
     for spec in TASKS.values():
         assert (ROOT / spec.path).is_file(), spec.path
+
+
+def test_the_torch_free_task_names_are_the_loaders() -> None:
+    """``core.eval.plan.TASK_NAMES`` (what ``EvalPlan`` and ``--help`` check against) lists every loader, in order."""
+    assert tuple(TASKS) == TASK_NAMES
