@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -11,10 +11,9 @@ from rich.table import Table
 
 from cli.common import cli_errors, console, progress
 from cli.config_file import with_config_file
-from cli.defaults import CHECKPOINT_HELP, checkpoint_or_served, ppl_windows
+from cli.defaults import CHECKPOINT_HELP, accuracy_metric_help, checkpoint_or_served, ppl_windows
 from core.data.paths import ACCURACY_CACHE as DEFAULT_CACHE
-
-METRIC_HELP = "Accuracy metric: 'ppl' (perplexity on --calib-text; accuracy = -ln ppl) or 'mc:<task>' (e.g. mc:piqa; accuracy = acc_norm)."
+from core.search.config import MC_SCORES, MetricSettings
 
 
 @cli_errors
@@ -23,17 +22,17 @@ def accuracy_cmd(
     checkpoint: Annotated[Optional[Path], typer.Option(help=f"AmoebaLLM checkpoint, or a base model directory with a strategy/ subdirectory; "
                                                             f"{CHECKPOINT_HELP}.")] = None,
     calib_text: Annotated[Optional[Path], typer.Option(help="Calibration text for ppl (default: calibration.txt in the checkpoint or base dir).")] = None,
-    metric: Annotated[str, typer.Option(help=METRIC_HELP)] = "ppl",
+    metric: Annotated[str, typer.Option(help=accuracy_metric_help())] = "ppl",
     cache: Annotated[Path, typer.Option(help="Accuracy cache file (JSON).")] = DEFAULT_CACHE,
     shapes: Annotated[str, typer.Option(help="'all' (the strategy's shape space) or comma-separated shape keys.")] = "all",
     window: Annotated[Optional[int], typer.Option(help="ppl window in tokens (capped by the model context; default: the service's, "
                                                        "AMOEBA_CALIB_WINDOW, as amoeba search).")] = None,
     max_windows: Annotated[Optional[int], typer.Option(help="ppl: score only the first N windows (0 = all; default: the service's, "
                                                             "AMOEBA_CALIB_MAX_WINDOWS, as amoeba search).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per forward pass (default: MetricSettings').")] = None,
+    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = MetricSettings.batch_size,
     limit: Annotated[Optional[int], typer.Option(help="mc: items per task (first N, or a seeded sample with --seed).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="mc: seed of the --limit sample.")] = None,
-    mc_score: Annotated[Optional[str], typer.Option(help="mc: acc_norm, acc or macro_acc (default: MetricSettings').")] = None,
+    mc_score: Annotated[str, typer.Option(help=f"mc: {', '.join(MC_SCORES)}.")] = MetricSettings.mc_score,
     data_dir: Annotated[Optional[Path], typer.Option(help="Shared data directory for mc tasks.")] = None,
     json_out: Annotated[Optional[Path], typer.Option(help="Also write the table as JSON here.")] = None,
     threads: Annotated[int, typer.Option(help="torch intra-op threads.")] = 1,
@@ -42,7 +41,6 @@ def accuracy_cmd(
     import torch
 
     from core.atomic import write_json
-    from core.search.metrics import MetricSettings
     from core.search.session import AccuracySettings, open_accuracy
     from core.spec import SubnetSpec
 
@@ -51,9 +49,8 @@ def accuracy_cmd(
     if json_out is not None and json_out.is_dir():
         raise ValueError(f"--json-out {json_out} is a directory")
     torch.set_num_threads(threads)
-    given: dict[str, Any] = {"batch_size": batch_size, "mc_score": mc_score}
     ms = MetricSettings(**ppl_windows(window, max_windows), calib_text=calib_text, data_dir=data_dir, limit=limit, seed=seed,  # type: ignore[arg-type]
-                        **{k: v for k, v in given.items() if v is not None})
+                        batch_size=batch_size, mc_score=mc_score)
     ckpt, table = open_accuracy(AccuracySettings(checkpoint_or_served(checkpoint), metric, cache, ms))
     space = ckpt.strategy.space
     todo = list(space) if shapes.strip() == "all" else [space.validate(SubnetSpec.parse(k)) for k in shapes.split(",") if k.strip()]

@@ -11,6 +11,15 @@ from pathlib import Path
 CHECKPOINT_HELP = "default: the served checkpoint (AMOEBA_CHECKPOINT, else the bundled one)"
 
 
+def accuracy_metric_help() -> str:
+    """Help of an accuracy-metric option: the registered metric names and tasks (read without importing torch)."""
+    from core.eval.plan import TASK_NAMES
+    from core.search.registries import METRIC_FACTORIES
+
+    return (f"Accuracy metric, one of {', '.join(METRIC_FACTORIES.names())}: 'ppl' (perplexity on --calib-text; accuracy = -ln ppl) "
+            f"or 'mc:<task>' with a task of {', '.join(TASK_NAMES)} (accuracy = a multiple-choice score, acc_norm by default).")
+
+
 def served_checkpoint() -> Path:
     """The checkpoint ``amoeba serve`` would load (a checkpoint, or a base model directory with ``strategy/``)."""
     from server.settings import Settings

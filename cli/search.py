@@ -13,7 +13,7 @@ import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional, get_args
 
 import typer
 from rich import box
@@ -22,14 +22,22 @@ from rich.table import Table
 
 from cli.common import cli_errors, console, progress
 from cli.config_file import with_config_file
-from cli.defaults import CHECKPOINT_HELP, checkpoint_or_served, ppl_windows
+from cli.defaults import CHECKPOINT_HELP, accuracy_metric_help, checkpoint_or_served, ppl_windows
+from cli.options import build_config, config_options
 from cli.tables import latency_source
 from core.data.paths import ACCURACY_CACHE as DEFAULT_CACHE
 from core.errors import ConfigError
+from core.latency import LatencyMetric
+from core.search.config import MetricSettings, OptunaConfig
 from core.search.objectives import OBJECTIVES
+from core.search.registries import SEARCHERS
 
 if TYPE_CHECKING:
     from core.search.query import Answer, ShapeResult
+
+#: ``OptunaConfig`` field → help of its option; the defaults are the config's
+OPTUNA_HELP = {"n_trials": "Optuna trials per worker.", "seed": "Optuna sampler seed."}
+METHOD_HELP = f"auto (exhaustive for uniform shapes, optuna for --groups > 1) or a searcher: {', '.join(SEARCHERS.names())}."
 
 def _result_row(t: Table, tag: str, r: ShapeResult, ppl: bool, e2e: bool) -> None:
     cells = [tag, r.shape, "" if r.accuracy is None else f"{r.accuracy:.4f}"]
@@ -62,11 +70,8 @@ def _run(ctx: typer.Context, **kw: Any) -> None:
     import optuna
     import torch
 
-    from core.search.metrics import MetricSettings
-    from core.search.optuna_search import OptunaConfig
     from core.search.pipeline import ModelFingerprint, Query, SearchContext, run_query
     from core.search.query import Budget
-    from core.search.searchers import SEARCHERS
     from core.search.session import AccuracySettings, open_accuracy
     from core.search.shapes import GroupedSpace, LatencyView, UniformSpace
     from server.runtime import read_identity
@@ -89,12 +94,11 @@ def _run(ctx: typer.Context, **kw: Any) -> None:
         raise ConfigError(f"--method must be one of {', '.join(known)}, got {method!r}")
     limits = tuple((k, kw[k]) for k in ("ttft_ms", "e2e_ms", "tpot_ms") if kw.get(k) is not None)
     budget = Budget(kw["budget_ms"], kw["metric"], kw["memory_mb"], limits)
-    optuna_cfg = OptunaConfig(seed=kw["seed"], storage=kw["storage"], study_name=kw["study"], **({} if kw["trials"] is None else {"n_trials": kw["trials"]}))
+    optuna_cfg = build_config(OptunaConfig, dict(kw["config"], storage=kw["storage"], study_name=kw["study"]))
     lat = latency_source(kw["table"], kw["engine"], kw["workload"], kw["device"], kw["predictor"])
     torch.set_num_threads(kw["threads"])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ms = MetricSettings(**ppl_windows(kw["window"], kw["max_windows"]), calib_text=kw["calib_text"],  # type: ignore[arg-type]
-                        **({} if kw["batch_size"] is None else {"batch_size": kw["batch_size"]}))
+    ms = MetricSettings(**ppl_windows(kw["window"], kw["max_windows"]), calib_text=kw["calib_text"], batch_size=kw["batch_size"])  # type: ignore[arg-type]
     ckpt, table = open_accuracy(AccuracySettings(checkpoint_or_served(kw["checkpoint"]), kw["accuracy_metric"], kw["accuracy_cache"], ms))
     checkpoint_model = ModelFingerprint.of(ckpt.elastic.info, read_identity(Path(ckpt.path)).fingerprint.config_sha256)
     base = ckpt.strategy.space
@@ -129,12 +133,13 @@ def _run(ctx: typer.Context, **kw: Any) -> None:
 
 @cli_errors
 @with_config_file
+@config_options(OptunaConfig, OPTUNA_HELP, rename={"n_trials": "trials"})
 def search_cmd(
     ctx: typer.Context,
     table: Annotated[list[Path], typer.Option(help="Profile table JSON (repeatable; filtered by --engine/--workload/--device).")],
     budget_ms: Annotated[float, typer.Option(help="Latency budget in milliseconds.")],
     checkpoint: Annotated[Optional[Path], typer.Option(help=f"AmoebaLLM checkpoint (or base model dir with strategy/); {CHECKPOINT_HELP}.")] = None,
-    metric: Annotated[str, typer.Option(help="Budgeted latency: tpot, ttft or e2e (= ttft + (gen_len - 1) * tpot).")] = "tpot",
+    metric: Annotated[str, typer.Option(help=f"Budgeted latency: {', '.join(get_args(LatencyMetric))} (e2e = ttft + (gen_len - 1) * tpot).")] = "tpot",
     memory_mb: Annotated[Optional[float], typer.Option(help="Peak memory budget in MB.")] = None,
     ttft_ms: Annotated[Optional[float], typer.Option(help="Also bound the time to first token (ms).")] = None,
     e2e_ms: Annotated[Optional[float], typer.Option(help="Also bound the end-to-end latency (ms).")] = None,
@@ -145,22 +150,21 @@ def search_cmd(
     device: Annotated[Optional[str], typer.Option(help="Use the table of this device.")] = None,
     predictor: Annotated[Optional[Path], typer.Option(help="Saved predictor state (default: fit one on the table).")] = None,
     accuracy_cache: Annotated[Path, typer.Option(help="Accuracy cache file (JSON), shared with amoeba accuracy.")] = DEFAULT_CACHE,
-    accuracy_metric: Annotated[str, typer.Option(help="ppl (accuracy = -ln ppl) or mc:<task>.")] = "ppl",
+    accuracy_metric: Annotated[str, typer.Option(help=accuracy_metric_help())] = "ppl",
     calib_text: Annotated[Optional[Path], typer.Option(help="Calibration text for ppl (default: calibration.txt of the checkpoint).")] = None,
     window: Annotated[Optional[int], typer.Option(help="ppl window in tokens (default: the service's, AMOEBA_CALIB_WINDOW).")] = None,
     max_windows: Annotated[Optional[int], typer.Option(help="ppl: score only the first N windows (default: the service's, AMOEBA_CALIB_MAX_WINDOWS; "
                                                             "0 = the whole text).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per forward pass (default: MetricSettings').")] = None,
-    method: Annotated[str, typer.Option(help="auto (exhaustive for uniform shapes, optuna for --groups > 1), exhaustive, index, optuna or nsga2.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = MetricSettings.batch_size,
+    method: Annotated[str, typer.Option(help=METHOD_HELP)] = "auto",
     groups: Annotated[int, typer.Option(help="Layer groups with their own widths (1 = uniform shapes).")] = 1,
-    trials: Annotated[Optional[int], typer.Option(help="Optuna trials per worker (default: OptunaConfig's).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Optuna sampler seed.")] = 0,
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (sqlite:///f.db, postgresql+psycopg://...); implies optuna.")] = None,
     study: Annotated[Optional[str], typer.Option(help="Optuna study name (with --storage).")] = None,
     neighbours: Annotated[int, typer.Option(help="Pareto neighbours on each side of the answer.")] = 2,
     json_: Annotated[bool, typer.Option("--json", help="Print the answer as JSON on stdout instead of a table.")] = False,
     json_out: Annotated[Optional[Path], typer.Option(help="Also write the answer as JSON here.")] = None,
     threads: Annotated[int, typer.Option(help="torch intra-op threads.")] = 1,
+    config: dict[str, Any] | None = None,
 ) -> None:
     """The most accurate shape whose predicted latency fits the budget, with its Pareto neighbours."""
     _run(ctx, **{k: v for k, v in locals().items() if k != "ctx"} | {"json": json_})

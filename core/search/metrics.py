@@ -2,7 +2,8 @@
 
 ``ppl``: ``accuracy = -ln(ppl)`` = minus the mean next-token NLL (nats); ``raw`` = ppl.
 ``mc:<task>``: ``accuracy`` = the task's ``acc_norm`` (or ``acc`` / ``macro_acc``), a fraction in [0, 1].
-Factories are registered by name and imported lazily (``make_metric``).
+Factories are registered by name (``METRIC_FACTORIES``, in the torch-free ``core.search.registries``) and imported
+lazily (``make_metric``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,9 @@ import torch
 
 from core.errors import ConfigError
 from core.eval.perplexity import LogitsFn
-from core.registry import Registry
 from core.search.accuracy import AccuracyMetric, AccuracyRecord
-
-METRIC_FACTORIES: Registry[Any] = Registry("accuracy metric", {
-    "ppl": "core.search.metrics:ppl_metric",
-    "mc": "core.search.metrics:mc_metric",
-})
-MC_SCORES = ("acc_norm", "acc", "macro_acc")
+from core.search.config import MC_SCORES, MetricSettings
+from core.search.registries import METRIC_FACTORIES
 
 
 def _sha(*parts: bytes) -> str:
@@ -89,20 +85,6 @@ class MultipleChoiceMetric:
             raise ConfigError(f"{self.task}: items carry no subjects, so macro_acc is undefined; use acc or acc_norm")
         detail = {"n": r.n, "acc": r.acc, "acc_norm": r.acc_norm, "chance": r.chance}
         return AccuracyRecord(accuracy=float(value), raw=float(value), raw_name=self.score, detail=detail)
-
-
-@dataclass(frozen=True)
-class MetricSettings:
-    """Everything a metric factory may need (unused fields are ignored by a given metric)."""
-
-    window: int = 256
-    max_windows: int | None = None
-    batch_size: int = 4
-    calib_text: Path | None = None
-    data_dir: Path | None = None
-    limit: int | None = None
-    seed: int | None = None
-    mc_score: str = "acc_norm"
 
 
 def make_metric(spec: str, settings: MetricSettings, tokenizer: Any, max_len: int) -> AccuracyMetric:

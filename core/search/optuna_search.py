@@ -13,6 +13,7 @@ best, is what makes isolated optima on the budget boundary reachable (measured i
 
 Storage: ``None`` (in memory) or an SQLAlchemy URL (``sqlite:///study.db``,
 ``postgresql+psycopg://user@host/db``); Optuna keeps its own tables there, so several workers can share a study.
+``OptunaConfig`` lives in the torch-free ``core.search.config`` (imported here, so both paths work).
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError
 from core.latency import LatencyEstimate
 from core.search.accuracy import AccuracySource
+from core.search.config import OptunaConfig
 from core.search.query import Budget, SearchOutcome, ShapeResult, rank
 from core.search.shapes import LatencyView, SearchSpace, Shape
 
@@ -35,33 +36,6 @@ if TYPE_CHECKING:
 SHAPE_ATTR = "amoeba_shape"
 LATENCY_ATTR = "amoeba_latency"
 FULL_CUBE_DIMS = 4
-
-
-@dataclass(frozen=True)
-class OptunaConfig:
-    """How to run one Optuna search (or one worker's share of a shared study)."""
-
-    n_trials: int = 64
-    explore_trials: int = 20
-    polish_starts: int = 5
-    seed: int | None = 0
-    sampler: Literal["tpe", "nsga2"] = "tpe"
-    parametrization: Literal["budget", "natural"] = "budget"
-    storage: str | None = None
-    study_name: str | None = None
-    n_startup_trials: int = 10
-
-    def __post_init__(self) -> None:
-        if self.n_trials < 1:
-            raise ConfigError(f"n_trials must be >= 1, got {self.n_trials}")
-        if self.explore_trials < 1 or self.polish_starts < 0:
-            raise ConfigError(f"explore_trials must be >= 1 and polish_starts >= 0, got {self.explore_trials}, {self.polish_starts}")
-        if self.sampler not in ("tpe", "nsga2"):
-            raise ConfigError(f"sampler must be 'tpe' or 'nsga2', got {self.sampler!r}")
-        if self.parametrization not in ("budget", "natural"):
-            raise ConfigError(f"parametrization must be 'budget' or 'natural', got {self.parametrization!r}")
-        if self.storage is not None and self.study_name is None:
-            raise ConfigError("a study name is required with a persistent storage (so workers can share it)")
 
 
 def make_sampler(config: OptunaConfig) -> optuna.samplers.BaseSampler:

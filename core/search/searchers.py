@@ -2,8 +2,9 @@
 
 A ``Searcher`` gets a ``Problem`` (space, latency view, accuracy source, budget, objective, and — for enumerable
 spaces — the feasible shapes of the one feasibility pass) and returns a ``SearchOutcome``. It never returns an
-infeasible shape. Registered by name in ``SEARCHERS`` and loaded lazily (``get_searcher``); the contract suite
-(tests/core/test_search_searchers.py) checks every registered searcher against ``exhaustive`` on enumerable spaces.
+infeasible shape. Registered by name in ``SEARCHERS`` (in the torch-free ``core.search.registries``) and loaded lazily
+(``get_searcher``); the contract suite (tests/core/test_search_searchers.py) checks every registered searcher against
+``exhaustive`` on enumerable spaces.
 """
 
 from __future__ import annotations
@@ -15,19 +16,12 @@ from typing import Any, ClassVar
 
 from core.errors import ConfigError
 from core.latency import LatencyEstimate
-from core.registry import Registry
 from core.search.accuracy import AccuracySource
 from core.search.objectives import Objective
 from core.search.optuna_search import OptunaConfig
 from core.search.query import Budget, SearchOutcome, ShapeResult
+from core.search.registries import SEARCHERS
 from core.search.shapes import LatencyView, SearchSpace, Shape
-
-SEARCHERS: Registry[type[Searcher]] = Registry("searcher", {
-    "exhaustive": "core.search.searchers:ExhaustiveSearcher",
-    "optuna": "core.search.searchers:TpeSearcher",
-    "nsga2": "core.search.searchers:NsgaSearcher",
-    "index": "core.search.searchers:IndexSearcher",
-}, lambda obj: isinstance(obj, type) and issubclass(obj, Searcher))
 
 
 @dataclass
