@@ -16,6 +16,17 @@ from core.errors import ConfigError
 T = TypeVar("T")
 
 
+def subclass_of(base: type | str) -> Callable[[Any], bool]:
+    """A ``check`` for ``Registry``: the member is a subclass of ``base`` (a class, or a ``"module:attr"`` imported
+    on the first check, so that the table can live in a light module while the base class needs heavy imports)."""
+
+    def check(obj: Any) -> bool:
+        cls = base if isinstance(base, type) else getattr(importlib.import_module(base.partition(":")[0]), base.partition(":")[2])
+        return isinstance(obj, type) and issubclass(obj, cls)
+
+    return check
+
+
 class Registry(Generic[T]):
     """Name → ``"module:attr"``, imported on first use and checked by ``check`` (e.g. a subclass test)."""
 

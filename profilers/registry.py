@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from core.registry import Registry
+from core.registry import Registry, subclass_of
 from profilers.base import MeasureSettings, Profiler
-
-
-def _is_profiler(obj: Any) -> bool:
-    return isinstance(obj, type) and issubclass(obj, Profiler)
-
 
 PLUGINS: Registry[type[Profiler]] = Registry("engine", {
     "torch": "profilers.plugins.torch_eager:TorchProfiler",
@@ -19,7 +12,7 @@ PLUGINS: Registry[type[Profiler]] = Registry("engine", {
     "tensorrt_llm": "profilers.plugins.trtllm.profiler:TrtLlmProfiler",
     "mlc_llm": "profilers.plugins.mlc.profiler:MlcProfiler",
     "llamacpp": "profilers.plugins.llamacpp.profiler:LlamaCppProfiler",
-}, _is_profiler)
+}, subclass_of(Profiler))
 
 
 def names() -> list[str]:

@@ -14,13 +14,13 @@ from collections.abc import Iterable, Sequence
 from typing import ClassVar, Literal
 
 from core.errors import ConfigError
-from core.registry import Registry
+from core.registry import Registry, subclass_of
 from core.search.query import Budget, ShapeResult
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective", {
     "accuracy": "core.search.objectives:AccuracyUnderLatency",
     "memory_latency": "core.search.objectives:AccuracyUnderMemoryAndLatency",
-}, lambda obj: isinstance(obj, type) and issubclass(obj, Objective))
+}, subclass_of("core.search.objectives:Objective"))
 
 
 def axis_value(r: ShapeResult, axis: str) -> float:

@@ -9,17 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from core.registry import Registry
+from core.registry import Registry, subclass_of
 
 if TYPE_CHECKING:
     from core.search.searchers import Searcher
-
-
-def _is_searcher(obj: Any) -> bool:
-    """A ``Searcher`` subclass (imported here on first load, not when the table is read)."""
-    from core.search.searchers import Searcher
-
-    return isinstance(obj, type) and issubclass(obj, Searcher)
 
 
 SEARCHERS: Registry[type[Searcher]] = Registry("searcher", {
@@ -27,7 +20,7 @@ SEARCHERS: Registry[type[Searcher]] = Registry("searcher", {
     "optuna": "core.search.searchers:TpeSearcher",
     "nsga2": "core.search.searchers:NsgaSearcher",
     "index": "core.search.searchers:IndexSearcher",
-}, _is_searcher)
+}, subclass_of("core.search.searchers:Searcher"))
 
 METRIC_FACTORIES: Registry[Any] = Registry("accuracy metric", {
     "ppl": "core.search.metrics:ppl_metric",

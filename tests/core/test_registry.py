@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError
-from core.registry import Registry
+from core.registry import Registry, subclass_of
 
 
 def test_names_import_nothing_and_load_imports_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,3 +44,20 @@ def test_register_adds_and_refuses_duplicates() -> None:
     assert reg.names() == ["memory", "json"]
     with pytest.raises(ConfigError, match="cache 'json' is already registered"):
         reg.register("json", "json:loads")
+
+
+def test_subclass_of_takes_a_class_or_a_lazy_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one kind check of the class families; a ``"module:attr"`` base is imported at the first check only."""
+    (tmp_path / "amoeba_fake_base.py").write_text("class Base:\n    pass\n\nclass Member(Base):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    lazy = subclass_of("amoeba_fake_base:Base")
+    assert "amoeba_fake_base" not in sys.modules
+    import amoeba_fake_base as m
+
+    assert lazy(m.Member) and not lazy(int) and not lazy(m.Member())
+    assert subclass_of(m.Base)(m.Member) and not subclass_of(m.Base)(str)
+    reg: Registry[type] = Registry("codec", {"ok": "amoeba_fake_base:Member", "bad": "fractions:Fraction"}, lazy)
+    assert reg.load("ok") is m.Member
+    with pytest.raises(ConfigError, match="codec 'bad' .* is not a valid codec"):
+        reg.load("bad")
+    monkeypatch.delitem(sys.modules, "amoeba_fake_base")
