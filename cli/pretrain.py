@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -38,6 +37,7 @@ def pretrain_cmd(
     import torch
     from transformers import AutoTokenizer
 
+    from core.atomic import atomic_directory
     from core.data.corpus import prepare_corpus
     from core.data.paths import data_dir as resolve_data_dir
     from core.data.tokenizer import train_tokenizer
@@ -100,15 +100,10 @@ def pretrain_cmd(
     if not result.finished:
         console.print(f"stopped at step {result.steps}/{cfg.max_steps}; rerun the same command to resume")
         return
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.to(getattr(torch, save_dtype)).save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    (tmp / "pretrain_summary.json").write_text(json.dumps(summary, indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with atomic_directory(out) as tmp:
+        model.to(getattr(torch, save_dtype)).save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "pretrain_summary.json").write_text(json.dumps(summary, indent=2))
     console.print(f"saved {out} (val loss {result.final_val_loss:.3f}, {result.tokens_seen:,} tokens, {result.wall_s / 60:.1f} min)")
 
 

@@ -167,9 +167,10 @@ class ModelSource:
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(cfg, attn_implementation="sdpa", dtype=dtype).eval()
         if cached is not None:
-            tmp = cached.with_name(cached.name + ".tmp")
-            model.save_pretrained(str(tmp))
-            tmp.replace(cached)
+            from core.atomic import atomic_directory
+
+            with atomic_directory(cached) as tmp:
+                model.save_pretrained(str(tmp))
         return model
 
     def write_shape_dir(self, spec: SubnetSpec, out: Path, *, weights: bool) -> Path:

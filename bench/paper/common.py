@@ -328,11 +328,14 @@ def save_png(fig: Any, path: Path) -> Path:
     """Write a matplotlib figure atomically and close it."""
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    from core.atomic import atomic_open
+
     fig.tight_layout()
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_open(path) as fh:
+            fig.savefig(fh, format="png", dpi=120)
+    finally:
+        plt.close(fig)
     return path
 
 

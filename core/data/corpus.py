@@ -8,6 +8,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core.atomic import atomic_write_text
 from core.errors import DataMissingError
 
 _START_RES = [
@@ -98,8 +99,6 @@ def prepare_corpus(src: Path, out: Path) -> CorpusSplit:
     for part in ("train", "calibration", "validation"):
         books = getattr(split, part)
         text = "\n".join(clean_book((src / b).read_text(encoding="utf-8", errors="replace")) for b in books)
-        tmp = out / f".{part}.txt.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out / f"{part}.txt")
+        atomic_write_text(out / f"{part}.txt", text)
     (out / "split.json").write_text(split.to_json(), encoding="utf-8")
     return split

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.atomic import atomic_open
 from core.errors import DataMissingError
 
 
@@ -38,10 +39,8 @@ def tokenize_file(text_file: Path, tokenizer: Any, cache_dir: Path | None = None
         ids.extend(tokenizer(chunk, add_special_tokens=False)["input_ids"])
     dtype = np.uint16 if len(tokenizer) < 65536 else np.uint32
     arr = np.asarray(ids, dtype=dtype)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npy")
-    np.save(tmp, arr)
-    tmp.replace(cache)
+    with atomic_open(cache) as fh:
+        np.save(fh, arr)
     return arr
 
 

@@ -8,13 +8,12 @@ and publishes the directory atomically with an ``amoeba_import.json`` card (sour
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from core.atomic import sha256_file
+from core.atomic import atomic_directory, sha256_file
 from core.errors import ConfigError, DataMissingError, UnsupportedModelError
 
 #: GGUF ``general.architecture`` values we import (the Llama family transformers' GGUF loader knows)
@@ -104,11 +103,7 @@ def import_gguf(path: Path, out: Path, *, dtype: str = "float32", extra_card: di
     model.eval()
     del loaded
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    tmp = out.with_name(out.name + ".tmp-import")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_directory(out) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         card = {
@@ -122,10 +117,4 @@ def import_gguf(path: Path, out: Path, *, dtype: str = "float32", extra_card: di
         }
         card.update(extra_card or {})
         (tmp / CARD_NAME).write_text(json.dumps(card, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import LlamaForCausalLM
 
+from core.atomic import atomic_directory
 from core.data.tokens import random_windows
 from core.pretrain.config import PretrainConfig
 from core.pretrain.schedule import cosine_with_warmup
@@ -73,22 +73,13 @@ def eval_loss(model: LlamaForCausalLM, tokens: np.ndarray, cfg: PretrainConfig) 
 def _save_checkpoint(
     run_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, cfg: PretrainConfig, tokens_seen: int, wall_s: float
 ) -> None:
-    tmp = run_dir / "checkpoint.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    """Write ``run_dir/checkpoint`` atomically (``core.atomic``: a crash between its renames leaves ``checkpoint.old``)."""
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight" or not cfg.dims.tie_word_embeddings}
-    save_file(state, str(tmp / "model.safetensors"))
-    torch.save(opt.state_dict(), tmp / "optimizer.pt")
     meta = {"step": step, "tokens_seen": tokens_seen, "wall_s": wall_s, "config": cfg.to_dict()}
-    (tmp / "state.json").write_text(json.dumps(meta, indent=2))
-    final = run_dir / "checkpoint"
-    old = run_dir / "checkpoint.old"
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
+    with atomic_directory(run_dir / "checkpoint") as tmp:
+        save_file(state, str(tmp / "model.safetensors"))
+        torch.save(opt.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps(meta, indent=2))
 
 
 def _load_checkpoint(run_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: PretrainConfig) -> dict:

@@ -88,3 +88,24 @@ def test_resume_refuses_other_model_config(tmp_path: Path) -> None:
     other = _tiny_cfg(dims=dataclasses.replace(_tiny_cfg().dims, hidden_size=64))
     with pytest.raises(ValueError, match="different model"):
         pretrain(other, train, train, tmp_path / "r")
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_one_and_leaves_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run checkpoint is written through ``core.atomic``: a write that fails midway changes nothing in the run dir."""
+    import core.pretrain.recipe as recipe
+
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 50, 4000).astype(np.uint16)
+    run = tmp_path / "r"
+    pretrain(_tiny_cfg(max_minutes=0.0), train, train, run)  # one step, one checkpoint
+    before = sorted(p.name for p in run.iterdir())
+    state = (run / "checkpoint" / "state.json").read_text()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(recipe.torch, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        pretrain(_tiny_cfg(max_minutes=0.0), train, train, run)
+    assert sorted(p.name for p in run.iterdir()) == before
+    assert (run / "checkpoint" / "state.json").read_text() == state
