@@ -55,14 +55,12 @@ def test_pages_need_admin_and_render(full_client: Any) -> None:
 @pytest.fixture
 def live(full_client: Any) -> Iterator[str]:
     """The same app served by uvicorn in a thread (for the browser)."""
-    import socket
-
     import uvicorn
 
+    from tests.factories import free_port
+
     _ready(full_client)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(full_client.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
