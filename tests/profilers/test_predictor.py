@@ -16,16 +16,12 @@ from profilers.predictor.fit import cross_validate, fit_knn, fit_physical
 from profilers.predictor.model import LatencyPredictor, MeasuredTableModel, kept_dims
 from profilers.table import ModelFacts, parse_table
 from profilers.workload import Workload
-from tests.factories import profile_table
+from tests.factories import profile_table, table_row
 
 MODEL = ModelFacts(model_type="llama", num_layers=12, hidden_size=256, num_heads=16, num_kv_heads=8, head_dim=16,
                    intermediate_size=768, vocab_size=8192)
 WL = Workload(1, 128, 64)
 WIDTHS = (1.0, 0.875, 0.75, 0.625)
-
-
-def _stat(v: float) -> dict:
-    return {"median": v, "p90": v * 1.02, "std": v * 0.01, "repetitions": 3}
 
 
 def synthetic_table(law, *, depths=range(2, 13, 2), noise: float = 0.0, seed: int = 0, unit: str = "kv_group") -> dict:
@@ -36,8 +32,8 @@ def synthetic_table(law, *, depths=range(2, 13, 2), noise: float = 0.0, seed: in
             for f in WIDTHS:
                 d = kept_dims(MODEL, SubnetSpec(n, a, f), unit)
                 t = law(d) * (1 + noise * rng.standard_normal())
-                rows.append({"shape": SubnetSpec(n, a, f).key, "num_layers": n, "kv_groups": d.kv_groups, "ffn_channels": d.ffn_channels,
-                             "q_heads": d.q_heads, "ttft_ms": _stat(3 * t), "tpot_ms": _stat(t), "peak_mem_mb": 5 + 0.1 * n * d.ffn_channels / 64})
+                rows.append(table_row(SubnetSpec(n, a, f), d.kv_groups, d.ffn_channels, tpot=t, ttft=3 * t, q_heads=d.q_heads,
+                                      peak_mem_mb=5 + 0.1 * n * d.ffn_channels / 64))
     return profile_table(rows, model=MODEL.model_dump(), workload=WL.key)
 
 
@@ -94,8 +90,7 @@ def test_query_heads_and_kv_heads_are_separate_dims() -> None:
     spec = SubnetSpec(7, 0.75, 0.625)
     assert pred.estimate(spec).tpot_ms == pytest.approx(physical_law(kept_dims(MODEL, spec, "q_head")), rel=0.02)
     with pytest.raises(ConfigError, match="q_heads"):
-        parse_table(profile_table([{"shape": "L4-a1-f1", "num_layers": 4, "kv_groups": 2, "ffn_channels": 128, "q_heads": 3,
-                                 "ttft_ms": _stat(1), "tpot_ms": _stat(1)}]))
+        parse_table(profile_table([table_row(SubnetSpec(4, 1.0, 1.0), 2, 128, tpot=1, ttft=1, q_heads=3)]))
 
 
 def test_out_of_range_queries_are_flagged(tmp_path) -> None:
