@@ -13,18 +13,15 @@ from core.export.manifest import artifact_id, verify_export
 from core.model.loader import ModelInfo, weights_sha256
 from core.strategy.schema import naive_strategy
 from tests.conftest import make_tiny
-from tests.factories import run_cli
+from tests.factories import run_cli, tiny_checkpoint
 
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[Path, Path]:
-    model = make_tiny("llama")
-    mdir = tmp_path / "model"
-    model.save_pretrained(str(mdir))
+    """A tiny base model and, beside it (not inside: --model needs --strategy), its naive strategy."""
+    mdir = tiny_checkpoint(tmp_path, name="model")
     (mdir / "tokenizer_config.json").write_text("{}")
-    st = naive_strategy(ModelInfo.from_config(model.config), weights_sha256(mdir), min_layers=2, widths=(1.0, 0.5))
-    sdir = st.save(tmp_path / "strategy")
-    return mdir, sdir
+    return mdir, (mdir / "strategy").rename(tmp_path / "strategy")
 
 
 def _run(*args: str | Path) -> Result:
