@@ -98,3 +98,11 @@ def test_bad_input_is_one_line_exit_2(case: str, msg: str, model_dir: Path, tmp_
     assert code == 2, output
     assert msg in " ".join(output.split()) and "Traceback" not in output
     assert not out.exists()
+
+
+def test_max_tokens_zero_reads_the_whole_calibration_text(model_dir: Path, tmp_path: Path) -> None:
+    """``--max-tokens`` defaults to the config's 16384; 0 lifts the limit (the config's ``None``)."""
+    code, output = _run("--model", model_dir, "--out", tmp_path / "s", "--min-layers", "3", "--widths", "1", "--window", "32", "--max-tokens", "0")
+    assert code == 0, output
+    meta = Strategy.load(tmp_path / "s").meta
+    assert meta["config"]["max_tokens"] is None and meta["tokens_used"] > 256 and meta["tokens_used"] % 32 == 0
