@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from core.errors import ConfigError
 from core.spec import parse_widths
-from core.strategy.config import ALLOCATIONS, BIAS_MODULES, parse_bias_modules
+from core.strategy.config import BIAS_MODULES, check_calibration_fields, parse_bias_modules
 
 AngularToken = Literal["last", "all"]
 
@@ -41,21 +41,13 @@ class BaselineConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", parse_widths(self.widths))
         object.__setattr__(self, "bias_modules", parse_bias_modules(self.bias_modules))
-        for name, lo in (("min_layers", 1), ("window", 2), ("batch_size", 1)):
-            if getattr(self, name) < lo:
-                raise ConfigError(f"{name} must be >= {lo}, got {getattr(self, name)}")
-        for name in ("num_windows", "max_tokens"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ConfigError(f"{name} must be >= 1 (or unset), got {v}")
+        check_calibration_fields(self)
         for name in ("protect_first", "protect_last"):
             v = getattr(self, name)
             if v is not None and v < 0:
                 raise ConfigError(f"{name} must be >= 0 (or unset for the method default), got {v}")
         if self.angular_token not in ("last", "all"):
             raise ConfigError(f"angular_token must be 'last' or 'all', got {self.angular_token!r}")
-        if self.allocation not in ALLOCATIONS:
-            raise ConfigError(f"unknown allocation {self.allocation!r}: expected one of {', '.join(ALLOCATIONS)}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-native form (lists, not tuples) for strategy metadata."""

@@ -46,6 +46,21 @@ def check_depth_range(num_layers: int, min_layers: int, keep_last: int) -> None:
         raise ConfigError(f"min_layers must be in [{lo}, {num_layers}] (model has {num_layers} layers, keep_last {keep_last}), got {min_layers}")
 
 
+def check_calibration_fields(cfg: Any) -> None:
+    """``ConfigError`` unless the calibration fields that ``CalibrationConfig`` and ``BaselineConfig`` share are
+    in range: ``min_layers`` ≥ 1, ``window`` ≥ 2, ``batch_size`` ≥ 1, ``max_tokens`` / ``num_windows`` unset or ≥ 1,
+    ``allocation`` one of ``ALLOCATIONS``."""
+    for name, lo in (("min_layers", 1), ("window", 2), ("batch_size", 1)):
+        if getattr(cfg, name) < lo:
+            raise ConfigError(f"{name} must be >= {lo}, got {getattr(cfg, name)}")
+    for name in ("max_tokens", "num_windows"):
+        v = getattr(cfg, name)
+        if v is not None and v < 1:
+            raise ConfigError(f"{name} must be >= 1 (or unset), got {v}")
+    if cfg.allocation not in ALLOCATIONS:
+        raise ConfigError(f"unknown allocation {cfg.allocation!r}: expected one of {', '.join(ALLOCATIONS)}")
+
+
 @dataclass(frozen=True)
 class CalibrationConfig:
     """Stage 1 settings. ``bias_modules`` defaults to attention only: measured on the default model
@@ -79,15 +94,9 @@ class CalibrationConfig:
         if self.attn_widths is not None:
             object.__setattr__(self, "attn_widths", parse_widths(self.attn_widths))
         object.__setattr__(self, "bias_modules", parse_bias_modules(self.bias_modules))
-        if self.allocation not in ALLOCATIONS:
-            raise ConfigError(f"unknown allocation {self.allocation!r}: expected one of {', '.join(ALLOCATIONS)}")
-        for name, lo in (("window", 2), ("batch_size", 1), ("min_layers", 1), ("keep_last", 0)):
-            if getattr(self, name) < lo:
-                raise ConfigError(f"{name} must be >= {lo}, got {getattr(self, name)}")
-        for name in ("max_tokens", "num_windows"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ConfigError(f"{name} must be >= 1 (or unset), got {v}")
+        check_calibration_fields(self)
+        if self.keep_last < 0:
+            raise ConfigError(f"keep_last must be >= 0, got {self.keep_last}")
 
     def check_model(self, info: ModelInfo) -> None:
         """Raise ``ConfigError`` if these settings do not fit the model."""
