@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 OPTUNA_HELP = {"n_trials": "Optuna trials per worker.", "seed": "Optuna sampler seed."}
 METHOD_HELP = f"auto (exhaustive for uniform shapes, optuna for --groups > 1) or a searcher: {', '.join(SEARCHERS.names())}."
 
+
 def _result_row(t: Table, tag: str, r: ShapeResult, ppl: bool, e2e: bool) -> None:
     cells = [tag, r.shape, "" if r.accuracy is None else f"{r.accuracy:.4f}"]
     if ppl:
