@@ -127,13 +127,14 @@ def main() -> None:
     inputs = load_inputs(plan)
     res: dict[str, Any] = json.loads(a.out.read_text()) if a.out.is_file() else {}
     res.setdefault("runs", {})
-    res["command"] = "python bench/mc_eval.py " + " ".join(sys.argv[1:])
+    command = "python bench/mc_eval.py " + " ".join(sys.argv[1:])
+    res["command"] = command  # the latest invocation; each run and the speed entry keep their own
     res["plan"] = {"tasks": list(tasks), "limit": limit, "seed": a.seed, "batch_size": a.batch_size, "threads": a.threads,
                    "ppl_windows": a.ppl_windows, "ppl_window": a.ppl_window, "items": {t: len(v) for t, v in inputs.items.items()}}
     if a.speed:
         target = open_variant("pruned", a.shapes.split(",")[0], a.checkpoint, a.base)
         before = _load()
-        res["speed"] = speed(target, inputs.items, a.batch_size) | {"shape": target.shape, "load_before": before, "load_after": _load()}
+        res["speed"] = speed(target, inputs.items, a.batch_size) | {"shape": target.shape, "load_before": before, "load_after": _load(), "command": command}
         full = load_inputs(EvalPlan(tasks=tasks, limit=a.limit, seed=a.seed, data_root=a.data_root))
         res["speed"]["full_plan_tokens"] = {t: token_counts(target, v) for t, v in full.items.items()}
         write_json(a.out, res)
@@ -148,7 +149,8 @@ def main() -> None:
             target = open_variant(variant, shape, a.checkpoint, a.base)
             before = _load()
             r = evaluate(target, inputs, a.batch_size, a.ppl_windows, a.ppl_window)
-            res["runs"][key] = r | {"variant": variant, "shape": target.shape, "plan_limit": limit, "load_before": before, "load_after": _load()}
+            res["runs"][key] = r | {"variant": variant, "shape": target.shape, "plan_limit": limit, "load_before": before, "load_after": _load(),
+                                  "command": command}
             write_json(a.out, res)
             print(f"{key}: mean acc_norm {r['mean_acc_norm']:.3f} ± {r['mean_acc_norm_stderr']:.3f}, "
                   f"wikitext2 {r['wikitext2']['ppl']:.1f}, {r['seconds']['total']:.0f} s", flush=True)
