@@ -227,6 +227,7 @@ def measure_shapes(profiler: Profiler, source: Any, specs: Sequence[SubnetSpec],
             d.mkdir()
             prepared[s.key] = profiler.prepare(source, s, workload, d)
             prep_s[s.key] = time.perf_counter() - t0
+        os.sync()  # the artefacts' dirty pages are written back now, not during the timed passes
         n = len(specs)
         for p in range(st.passes):
             for r in range(st.rounds):
