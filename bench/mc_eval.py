@@ -24,8 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.atomic import write_json  # noqa: E402
-from core.eval.multiple_choice import build_requests, evaluate_items, score_items  # noqa: E402
-from core.eval.packing import pack_item  # noqa: E402
+from core.eval.multiple_choice import build_requests, evaluate_items, pack_requests, score_items  # noqa: E402
 from core.eval.perplexity import perplexity_of_text  # noqa: E402
 from core.eval.recipe import EvalPlan, load_inputs  # noqa: E402
 from core.eval.target import EvalTarget, open_checkpoint_target, open_elastic_target  # noqa: E402
@@ -51,10 +50,7 @@ def token_counts(target: EvalTarget, its: list[Any]) -> dict[str, int]:
     """Tokens forwarded and positions sent through the LM head, plain vs packed (padding excluded)."""
     reqs = build_requests(target.tokenizer, its, target.max_positions)
     distinct = {r.tokens for r in reqs}
-    by_item: dict[int, list[Any]] = {}
-    for r in reqs:
-        by_item.setdefault(r.item, []).append(r)
-    rows = [pack_item(i, [r.tokens for r in rs], [r.targets for r in rs]) for i, rs in by_item.items()]
+    rows = pack_requests(reqs)
     plain = sum(len(t) for t in distinct)
     return {"plain_tokens": plain, "packed_tokens": sum(len(r) for r in rows), "plain_head_positions": plain,
             "packed_head_positions": sum(len(s.rows) for r in rows for s in r.spans)}

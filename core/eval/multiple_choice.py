@@ -175,18 +175,24 @@ def _score_packed(lm: PackedLM, rows: list[PackedRow], device: torch.device | st
     return out
 
 
-def _loglikelihoods_packed(lm: PackedLM, requests: list[_Request], batch_size: int,
-                           on_progress: ProgressFn | None, device: torch.device | str | None) -> dict[tuple[int, int], float]:
+def pack_requests(requests: Sequence[_Request]) -> list[PackedRow]:
+    """One packed row per item of ``requests`` (``build_requests`` order: choices in order within each item)."""
     by_item: dict[int, list[_Request]] = {}
     for r in requests:
         by_item.setdefault(r.item, []).append(r)
-    rows = [pack_item(i, [r.tokens for r in rs], [r.targets for r in rs]) for i, rs in by_item.items()]
-    choice_of = {(i, k): r.choice for i, rs in by_item.items() for k, r in enumerate(rs)}
-    rows.sort(key=lambda r: -len(r))
+    for i, rs in by_item.items():
+        if [r.choice for r in rs] != list(range(len(rs))):
+            raise ConfigError(f"item {i}: requests must list its choices in order 0..{len(rs) - 1}")
+    return [pack_item(i, [r.tokens for r in rs], [r.targets for r in rs]) for i, rs in by_item.items()]
+
+
+def _loglikelihoods_packed(lm: PackedLM, requests: list[_Request], batch_size: int,
+                           on_progress: ProgressFn | None, device: torch.device | str | None) -> dict[tuple[int, int], float]:
+    rows = sorted(pack_requests(requests), key=lambda r: -len(r))
     out: dict[tuple[int, int], float] = {}
     for start in range(0, len(rows), batch_size):
-        for item, k, v in _score_packed(lm, rows[start : start + batch_size], device):
-            out[(item, choice_of[(item, k)])] = v
+        for item, choice, v in _score_packed(lm, rows[start : start + batch_size], device):
+            out[(item, choice)] = v
         if on_progress is not None:
             on_progress(min(start + batch_size, len(rows)), len(rows))
     return out
