@@ -299,6 +299,8 @@ class EvalSuite:
             out["tasks"] = {t: {"acc": r.acc, "acc_norm": r.acc_norm, "acc_norm_stderr": r.acc_norm_stderr, "n": r.n, "chance": r.chance}
                             for t, r in res.items()}
             out["mc_mean_acc_norm"] = float(np.mean([r.acc_norm for r in res.values()]))
+            # tasks are independent samples: se(mean) = sqrt(sum se_t^2) / T
+            out["mc_mean_acc_norm_stderr"] = float(np.sqrt(sum(r.acc_norm_stderr**2 for r in res.values())) / len(res))
             out["mc_mean_chance"] = float(np.mean([r.chance for r in res.values()]))
         out["seconds"] = round(time.perf_counter() - t0, 2)
         return out

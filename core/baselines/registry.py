@@ -124,3 +124,39 @@ def build_baseline_strategy(
     }
     strategy.validate()
     return strategy
+
+
+def dp_from_stage1(stage1: Strategy, info: ModelInfo, sha256: str, calib_tokens: np.ndarray | torch.Tensor | Sequence[int],
+                   config: BaselineConfig) -> Strategy:
+    """The ``dp`` baseline taken from a finished Stage 1 strategy instead of rerunning the DP.
+
+    Stage 1's depth DP is exactly ``dp`` (same DP, metric and ``keep_last``), so its depth table is reused when it
+    was made for these weights on exactly these calibration windows (``calib_tokens_sha256``) and reaches
+    ``config.min_layers``. Raises ``StrategyError`` naming the mismatch otherwise. The result is depth-only (width
+    1, no biases), with the DP's recorded scores and wall time in ``meta``.
+    """
+    from core.baselines.build import depth_only_strategy
+
+    windows = calibration_windows(calib_tokens, config.window, config.max_tokens, config.num_windows)
+    tokens_sha = hashlib.sha256(windows.numpy().tobytes()).hexdigest()
+    if stage1.model_sha256 != sha256 or stage1.model != info:
+        raise StrategyError("dp: the Stage 1 strategy was made for other base weights")
+    if stage1.meta.get("calib_tokens_sha256") != tokens_sha:
+        raise StrategyError(f"dp: the Stage 1 strategy was calibrated on other tokens than these {windows.shape[0]} windows of "
+                            f"{windows.shape[1]} (calib_tokens_sha256 differs)")
+    expected_keep_last = 1 if config.protect_last is None else config.protect_last
+    if config.protect_first or stage1.keep_last != expected_keep_last:
+        raise StrategyError(f"dp: the Stage 1 strategy keeps the last {stage1.keep_last} layer(s); this config asks for "
+                            f"keep_last={expected_keep_last}, protect_first={config.protect_first}")
+    if stage1.space.min_layers > config.min_layers:
+        raise StrategyError(f"dp: the Stage 1 strategy goes down to {stage1.space.min_layers} layers, min_layers is {config.min_layers}")
+    keys = ("dp_scores", "dp_perplexity", "dp_evaluations", "layer_forwards")
+    depth_meta = stage1.meta.get("depth_reused_from") or {}
+    wall = depth_meta.get("wall_s", stage1.meta.get("wall_s"))
+    wall = wall.get("depth") if isinstance(wall, dict) else wall  # Stage 1 records {stats, width, depth, total}
+    st = depth_only_strategy(info, sha256, {d: stage1.depth[d] for d in range(config.min_layers, info.num_layers + 1)}, config.min_layers,
+                             keep_last=stage1.keep_last, meta={k: stage1.meta[k] for k in keys if k in stage1.meta})
+    st.meta = {"method": "dp", "kind": "depth", "reference": BASELINES["dp"].reference, "config": config.to_dict(),
+               "calib_tokens_sha256": tokens_sha, "tokens_used": int(windows.numel()), "num_windows": int(windows.shape[0]),
+               "wall_s": wall, "reused_from_stage1": True, **st.meta, "keep_last": stage1.keep_last}
+    return st

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -31,16 +31,35 @@ class RemovalScorer(Protocol):
 
 @dataclass(frozen=True)
 class DepthResult:
-    """Kept layers (ascending, original indices) and the scorer's loss for every depth in [min_layers, L]."""
+    """Kept layers (ascending, original indices) and the scorer's loss for every depth in [min_layers, L].
+
+    ``beams[d]``: with ``beam > 1``, the best ``beam`` kept-layer sets the DP reached for depth d with their
+    losses, best first (``kept[d]`` is the first); empty for the plain DP.
+    """
 
     kept: dict[int, tuple[int, ...]]
     scores: dict[int, float]
     evaluations: int
+    beams: dict[int, list[tuple[tuple[int, ...], float]]] = field(default_factory=dict)
 
 
 def _finite(x: float) -> float:
     """Non-finite losses count as the worst possible."""
     return x if math.isfinite(x) else math.inf
+
+
+Entry = tuple[frozenset[int], float]
+
+
+def _best(candidates: list[Entry], beam: int) -> list[Entry]:
+    """The ``beam`` lowest-loss distinct sets; a stable sort, so on equal losses earlier candidates win."""
+    out: list[Entry] = []
+    for e in sorted(candidates, key=lambda e: e[1]):
+        if all(e[0] != o[0] for o in out):
+            out.append(e)
+        if len(out) == beam:
+            break
+    return out
 
 
 def depth_dp(
@@ -51,6 +70,7 @@ def depth_dp(
     *,
     score_full: bool = True,
     on_step: Callable[[int, int], None] | None = None,
+    beam: int = 1,
 ) -> DepthResult:
     """best[n][m]: best set of m removed layers among the n top-most candidates (layers below them intact).
 
@@ -58,31 +78,42 @@ def depth_dp(
     layer N − n costs one scorer call; keeping it reuses best[n−1][m] (free, infeasible when m = n). Ties keep
     the earlier entry (``keep``). About M·N scorer calls for M = L − min_layers; ``score_full`` adds one first call
     for the dense model. ``on_step(n, N)`` is called after each step.
+
+    ``beam`` > 1 keeps the ``beam`` best sets per state instead of one (about ``beam`` × the scorer calls), so a
+    caller can choose among several good sets per depth on other data (``DepthResult.beams``).
     """
     check_depth_range(num_layers, min_layers, keep_last)
+    if beam < 1:
+        raise ConfigError(f"beam must be >= 1, got {beam}")
     n_cand, max_rm = num_layers - keep_last, num_layers - min_layers
     evaluations = 0
     scores: dict[int, float] = {}
     if score_full:  # first: a cached scorer fills its prefix states of every boundary in this one dense pass
         scores[num_layers] = _finite(scorer.score(frozenset(), intact_below=num_layers))
         evaluations += 1
-    # prev[m] = (removed set, loss) of best[n-1][m]; best[n][0] (nothing removed) needs no score for the DP.
-    prev: dict[int, tuple[frozenset[int], float]] = {0: (frozenset(), math.nan)}
+    # prev[m] = the best entries (removed set, loss) of best[n-1][m]; best[n][0] (nothing removed) needs no score.
+    prev: dict[int, list[Entry]] = {0: [(frozenset(), math.nan)]}
     for n in range(1, n_cand + 1):
         layer = n_cand - n
-        cur: dict[int, tuple[frozenset[int], float]] = {0: prev[0]}
+        cur: dict[int, list[Entry]] = {0: prev[0]}
         for m in range(1, min(n, max_rm) + 1):
-            removed = prev[m - 1][0] | {layer}
-            loss = _finite(scorer.score(removed, intact_below=layer))
-            evaluations += 1
-            keep = prev.get(m) if m < n else None
-            cur[m] = keep if keep is not None and not loss < keep[1] else (removed, loss)
+            keep = prev.get(m, []) if m < n else []
+            removed = []
+            for base, _ in prev[m - 1]:
+                removed.append((base | {layer}, _finite(scorer.score(base | {layer}, intact_below=layer))))
+                evaluations += 1
+            cur[m] = _best(keep + removed, beam)
         prev = cur
         if on_step is not None:
             on_step(n, n_cand)
-    kept = {num_layers - m: tuple(i for i in range(num_layers) if i not in prev[m][0]) for m in range(0, max_rm + 1)}
-    scores.update({num_layers - m: prev[m][1] for m in range(1, max_rm + 1)})
-    return DepthResult(kept=dict(sorted(kept.items())), scores=dict(sorted(scores.items())), evaluations=evaluations)
+
+    def kept_of(removed: frozenset[int]) -> tuple[int, ...]:
+        return tuple(i for i in range(num_layers) if i not in removed)
+
+    kept = {num_layers - m: kept_of(prev[m][0][0]) for m in range(0, max_rm + 1)}
+    scores.update({num_layers - m: prev[m][0][1] for m in range(1, max_rm + 1)})
+    beams = {num_layers - m: [(kept_of(r), loss) for r, loss in prev[m]] for m in range(1, max_rm + 1)} if beam > 1 else {}
+    return DepthResult(kept=dict(sorted(kept.items())), scores=dict(sorted(scores.items())), evaluations=evaluations, beams=beams)
 
 
 def dp_evaluations(num_layers: int, min_layers: int, keep_last: int) -> int:
@@ -131,6 +162,11 @@ class CalibrationMetric(Protocol):
         """(summed loss, weight) of batch ``index`` from its final hidden states ``[B, T, H]``."""
         ...
 
+    def layout(self, index: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Additive 4D attention mask ``[B, 1, T, T]`` and positions ``[B, T]`` of batch ``index``
+        (``None, None``: plain causal attention from position 0; packed multiple-choice rows need their own)."""
+        ...
+
 
 class NextTokenNLL:
     """Mean next-token negative log-likelihood (nats per token) over calibration windows ``[W, T]``."""
@@ -147,12 +183,21 @@ class NextTokenNLL:
     def batches(self) -> Sequence[torch.Tensor]:
         return self._batches
 
+    def layout(self, index: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        return None, None
+
     def batch_loss(self, model: ElasticModel, hidden: torch.Tensor, index: int) -> tuple[float, float]:
         ids = self._batches[index]
         logits = model.logits(hidden)[:, :-1].float()
         target = ids[:, 1:].to(logits.device)
         nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="sum")
         return float(nll), float(target.numel())
+
+
+def _on(layout: tuple[torch.Tensor | None, torch.Tensor | None], like: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A metric's (mask, positions) on the device of ``like``; the mask in its dtype."""
+    mask, pos = layout
+    return (None if mask is None else mask.to(device=like.device, dtype=like.dtype), None if pos is None else pos.to(like.device))
 
 
 class ModelScorer:
@@ -173,7 +218,7 @@ class ModelScorer:
         dev = model.hf.lm_head.weight.device
         with torch.no_grad():
             embeds = [model.embed(ids.to(dev)) for ids in metric.batches()]
-            self._inputs: list[tuple[torch.Tensor, ForwardContext]] = [(h, model.context(h)) for h in embeds]
+            self._inputs: list[tuple[torch.Tensor, ForwardContext]] = [(h, model.context(h, *_on(metric.layout(i), h))) for i, h in enumerate(embeds)]
         self._states: dict[int, list[torch.Tensor]] = {0: [h for h, _ in self._inputs]}
 
     def _prefix_states(self, boundary: int) -> list[torch.Tensor]:

@@ -194,6 +194,9 @@ def test_bad_input_is_one_line_and_exit_2(env: dict[str, Path], monkeypatch: pyt
     cases = [
         (_script("table3"), ["--methods", "dp,flap"], "only depth methods fit here; flap is not"),
         (_script("table3"), ["--methods", "nope"], "unknown baseline 'nope'"),
+        (_script("table3"), ["--reuse-dp", str(env["ckpt"] / "strategy")], "calibrated on other tokens than these 4 windows of 16"),
+        (_script("table3"), ["--reuse-dp", str(tmp_path)], "is not a strategy directory"),
+        (_script("dp_variants"), ["--variants", "nll-4k,nope"], "unknown DP variant(s) ['nope']"),
         (_script("table1"), ["--checkpoint", str(tmp_path / "missing")], "checkpoint not found"),
         (_script("figure3"), ["--checkpoint", str(env["ckpt"]), "--model", str(other)], "other base weights"),
     ]
@@ -201,6 +204,59 @@ def test_bad_input_is_one_line_and_exit_2(env: dict[str, Path], monkeypatch: pyt
         monkeypatch.setattr(sys, "argv", ["x", *_args(env, "bad.json", *extra)])
         with pytest.raises(SystemExit) as e:
             run_script(module.main)
-        err = capsys.readouterr().err.strip().splitlines()
+        err = [x for x in capsys.readouterr().err.strip().splitlines() if not x.startswith("Loading weights")]  # transformers' own bar
         assert e.value.code == 2 and len(err) == 1 and msg in err[0], err
-    assert not (env["root"] / "bad.json").exists()
+    assert not (env["root"] / "bad.json").exists() and not (env["root"] / "bad.rows.json").exists()
+
+
+def _stage1_on_table3_windows(env: dict[str, Path], out: Path) -> Path:
+    """A Stage 1 strategy calibrated on exactly the windows ``--tiny`` gives the paper scripts (4 of 16 tokens)."""
+    from core.data.tokens import tokenize_file
+    from core.eval.target import load_tokenizer
+    from core.model.loader import load_base_model, weights_sha256
+    from core.strategy.calibrate import CalibrationConfig, calibrate
+
+    tok = load_tokenizer(env["model"])
+    ids = tokenize_file(env["corpus"] / "calibration.txt", tok, cache_dir=out / "tokens")
+    hf, info = load_base_model(env["model"])
+    st = calibrate(hf, info, weights_sha256(env["model"]), ids, CalibrationConfig(min_layers=2, widths=(1.0, 0.5), window=16, num_windows=4))
+    return st.save(out / "stage1")
+
+
+def test_table3_resumes_and_reuses_a_stage1_dp(env: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    table3 = _script("table3")
+    args = _args(env, "t3r.json", "--depths", "3,2", "--methods", "dp,drop-last", "--no-plot", "--tasks", "piqa")
+    first = table3.main(args)
+    stage1 = _stage1_on_table3_windows(env, tmp_path)
+    reused = table3.main([*args, "--reuse-dp", str(stage1), "--out", str(env["root"] / "t3s.json")])
+    for d in ("3", "2"):  # Stage 1's depth DP is the dp baseline: same sets, same objective
+        a, b = first["methods"]["dp"]["depths"][d], reused["methods"]["dp"]["depths"][d]
+        assert a["kept"] == b["kept"] and a["calibration_ppl"] == pytest.approx(b["calibration_ppl"])
+    assert reused["methods"]["dp"]["meta"]["reused_from_stage1"] is True
+    calls: list[int] = []
+    monkeypatch.setattr(table3, "evaluate", lambda *a, **k: calls.append(1) or {})
+    again = table3.main(args)  # every row and strategy is on disk: nothing is evaluated or built again
+    assert calls == [] and again["table"] == first["table"]
+    assert first["full"]["tasks"]["piqa"]["n"] == 3 and "mc_mean_acc_norm_stderr" in first["full"]
+
+
+def test_dp_variants_score_every_variant_on_heldout_data(env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    table3, dpv = _script("table3"), _script("dp_variants")
+    t3 = table3.main(_args(env, "t3v.json", "--depths", "3,2", "--methods", "dp", "--no-plot"))
+    doc = dpv.main(_args(env, "dpv.json", "--depths", "3,2", "--table3-rows", str(env["root"] / "t3v.rows.json")))
+    _check_record(doc, "dp_variants.py")
+    rows = {r["key"]: r for r in doc["rows"]}
+    assert set(rows) == {f"{v}:{d}" for v in dpv.VARIANTS for d in (3, 2)}
+    for d in (3, 2):  # nll-4k is the dp of Table 3: the same subnet, reused rather than evaluated again
+        assert rows[f"nll-4k:{d}"]["kept"] == t3["methods"]["dp"]["depths"][str(d)]["kept"]
+        assert rows[f"nll-4k:{d}"]["source"] == "reused (same subnet)"
+        assert all(len(rows[f"{v}:{d}"]["kept"]) == d and 3 in rows[f"{v}:{d}"]["kept"] for v in dpv.VARIANTS)
+        assert all(math.isfinite(r["holdout_nll"]) for r in rows.values())
+    pick = doc["builds"]["beam-holdout"]["holdout_pick"]
+    for d, p in pick.items():  # the beam's final set is the one with the lowest holdout NLL
+        assert len(p["holdout_nll"]) == 2 and p["holdout_nll"][p["rank_on_fit"]] == min(p["holdout_nll"])
+        assert rows[f"beam-holdout:{d}"]["holdout_nll"] == pytest.approx(min(p["holdout_nll"]), rel=1e-5)
+    assert doc["builds"]["mc-mmlu"]["metric"] == "mc-ce" and doc["summary"]["default_by_heldout_books"] in dpv.VARIANTS
+    monkeypatch.setattr(dpv, "build_variant", lambda *a, **k: pytest.fail("rebuilt a saved DP"))
+    monkeypatch.setattr(dpv.table3, "evaluate", lambda *a, **k: pytest.fail("re-evaluated a finished row"))
+    assert dpv.main(_args(env, "dpv.json", "--depths", "3,2"))["rows"] == json.loads(json.dumps(doc["rows"]))

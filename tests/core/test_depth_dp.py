@@ -110,3 +110,34 @@ def test_dp_vs_brute_force_with_real_perplexity_scorer() -> None:
     assert all(g >= -1e-6 for g in gaps.values()), gaps
     assert gaps[5] == pytest.approx(0.0, abs=1e-6) and dp.kept[5] == bf.kept[5]
     assert max(gaps.values()) < 0.05
+
+
+def test_beam_keeps_the_plain_dp_answer_at_width_one_and_finds_the_optimum_when_wide() -> None:
+    import random
+
+    rng = random.Random(5)
+    table: dict[frozenset[int], float] = {}
+
+    def score(removed: frozenset[int]) -> float:  # non-additive: the plain DP is not exact on it
+        if removed not in table:
+            table[removed] = rng.random()
+        return table[removed]
+
+    class Fake:
+        def score(self, removed: frozenset[int], intact_below: int) -> float:
+            return score(removed)
+
+    plain = depth_dp(7, 3, 1, Fake())
+    one = depth_dp(7, 3, 1, Fake(), beam=1)
+    assert one == plain and plain.beams == {}
+    wide = depth_dp(7, 3, 1, Fake(), beam=100)  # every set survives: the DP becomes exhaustive
+    exact = exhaustive_depth(7, 3, 1, score)
+    assert wide.kept == exact.kept and {d: s for d, s in wide.scores.items() if d < 7} == exact.scores
+    two = depth_dp(7, 3, 1, Fake(), beam=2)
+    for d, entries in two.beams.items():
+        assert entries[0] == (two.kept[d], two.scores[d]) and len(entries) == 2
+        assert entries[0][1] <= entries[1][1] and entries[0][0] != entries[1][0]
+        assert all(len(k) == d and 6 in k for k, _ in entries)  # keep_last = 1
+        assert two.scores[d] <= plain.scores[d]
+    with pytest.raises(ConfigError, match="beam must be >= 1"):
+        depth_dp(7, 3, 1, Fake(), beam=0)
