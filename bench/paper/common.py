@@ -143,6 +143,16 @@ def run_script(main: Callable[[Sequence[str] | None], Any]) -> None:
         raise SystemExit(2) from None
 
 
+def run_recipe(script: str, parse: Callable[[Sequence[str] | None], argparse.Namespace],
+               recipe: Callable[[argparse.Namespace, RunRecord], dict[str, Any]], argv: Sequence[str] | None) -> dict[str, Any]:
+    """Parse, set the torch threads, run ``recipe`` and write its document to ``args.out``."""
+    args = parse(argv)
+    torch.set_num_threads(args.threads)
+    doc = recipe(args, RunRecord.start(script, argv))
+    save_json(args.out, doc)
+    return doc
+
+
 def require_matplotlib() -> None:
     """Fail before any work when the PNG cannot be written."""
     import importlib.util

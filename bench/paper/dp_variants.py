@@ -244,12 +244,7 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    record = c.RunRecord.start("dp_variants.py", argv)
-    doc = run(args, record)
-    c.save_json(args.out, doc)
-    return doc
+    return c.run_recipe("dp_variants.py", parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 try:
     from bench.paper import common as c
 except ModuleNotFoundError:  # run as a file: python bench/paper/table1.py
@@ -178,12 +176,7 @@ def table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    record = c.RunRecord.start("table1.py", argv)
-    doc = run(args, record)
-    c.save_json(args.out, doc)
-    return doc
+    return c.run_recipe("table1.py", parse_args, run, argv)
 
 
 if __name__ == "__main__":
