@@ -252,6 +252,32 @@ def calib_ids(args: argparse.Namespace, tokenizer: Any, *dirs: Path) -> tuple[np
 
 # ---- evaluation ---------------------------------------------------------------------------------------------
 
+#: the settings that decide an evaluation's numbers (rows of other scripts are reused only when all are equal)
+EVAL_KEYS = ("model_sha256", "eval_window", "max_windows", "tasks", "limit", "seed", "batch_size")
+
+
+def eval_settings(args: argparse.Namespace, sha: str) -> dict[str, Any]:
+    """The ``EVAL_KEYS`` of this run."""
+    return {"model_sha256": sha, "eval_window": args.eval_window, "max_windows": args.max_windows, "tasks": args.tasks,
+            "limit": args.limit, "seed": args.seed, "batch_size": args.batch_size}
+
+
+def reusable_evals(paths: Sequence[Path], settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """fingerprint → evaluation from other scripts' rows files (Table 3, DP variants) scored with the same
+    ``EVAL_KEYS``; ``ConfigError`` naming the keys that differ otherwise."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        if not Path(path).is_file():
+            raise DataMissingError(f"rows file not found: {path}")
+        doc = json.loads(Path(path).read_text())
+        theirs = doc.get("settings", {})
+        diff = [k for k in EVAL_KEYS if theirs.get(k) != settings.get(k)]
+        if diff:
+            raise ConfigError(f"{path} was evaluated with other settings ({', '.join(diff)} differ)")
+        out |= {r["fingerprint"]: r["eval"] for r in doc.get("rows", []) if "fingerprint" in r}
+    return out
+
+
 
 @dataclass
 class EvalSuite:
@@ -365,24 +391,26 @@ def pyplot() -> Any:
 
 
 class LatencyBench:
-    """Measured latency (torch flow, CPU) of shapes built from the base config; one measurement per architecture."""
+    """Measured latency of shapes built from the base config on one CPU flow (``torch``, ``onnxruntime``, ...:
+    ``profilers.registry``); one measurement per architecture."""
 
-    def __init__(self, model_dir: Path, workload: str, *, repetitions: int, warmup: int, threads: int = 1) -> None:
+    def __init__(self, model_dir: Path, workload: str, *, repetitions: int, warmup: int, threads: int = 1, engine: str = "torch") -> None:
         from profilers.base import MeasureSettings
         from profilers.registry import get_profiler
         from profilers.workload import Workload
 
         self.model_dir = Path(model_dir)
         self.workload = Workload.parse(workload)
-        self.profiler = get_profiler("torch", MeasureSettings(warmup=warmup, repetitions=repetitions, threads=threads))
+        self.engine = engine
+        self.profiler = get_profiler(engine, MeasureSettings(warmup=warmup, repetitions=repetitions, threads=threads))
         reason = self.profiler.unavailable_reason()
         if reason:
-            raise ConfigError(f"torch profiler unavailable: {reason}")
+            raise ConfigError(f"{engine} profiler unavailable: {reason}")
         self.rows: dict[str, dict[str, Any]] = {}
 
     def settings(self) -> dict[str, Any]:
         s = self.profiler.settings
-        return {"engine": "torch", "device": "cpu", "workload": self.workload.key, "repetitions": s.repetitions, "warmup": s.warmup, "threads": s.threads}
+        return {"engine": self.engine, "device": "cpu", "workload": self.workload.key, "repetitions": s.repetitions, "warmup": s.warmup, "threads": s.threads}
 
     @staticmethod
     def parse_arch(arch: str) -> tuple[SubnetSpec, tuple[str, ...]]:

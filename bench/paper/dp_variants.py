@@ -48,8 +48,6 @@ except ModuleNotFoundError:  # run as a file: python bench/paper/dp_variants.py
     from bench.paper import table3
 
 VARIANTS = ("nll-4k", "nll-mixed", "mc-mmlu", "beam-holdout")
-#: Table 3 settings that decide an evaluation (a Table 3 row is reused only when all of them are equal)
-EVAL_KEYS = ("model_sha256", "eval_window", "max_windows", "tasks", "limit", "seed", "batch_size")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -148,20 +146,6 @@ def build_variant(name: str, args: argparse.Namespace, em: Any, m: c.Models, sli
     return depth_only_strategy(m.info, m.sha256, kept, min_layers, keep_last=1, meta=meta)
 
 
-def table3_evals(path: Path | None, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """fingerprint → evaluation from Table 3's rows file, when it was scored with the same evaluation settings."""
-    from core.errors import ConfigError
-
-    if path is None:
-        return {}
-    doc = json.loads(Path(path).read_text())
-    theirs = doc.get("settings", {})
-    diff = [k for k in EVAL_KEYS if theirs.get(k) != settings.get(k)]
-    if diff:
-        raise ConfigError(f"--table3-rows {path} was evaluated with other settings ({', '.join(diff)} differ)")
-    return {r["fingerprint"]: r["eval"] for r in doc.get("rows", []) if "fingerprint" in r}
-
-
 def summary(rows: dict[str, dict[str, Any]], variants: list[str], depths: list[int]) -> dict[str, Any]:
     """Per variant over the depths: geometric-mean perplexities, mean MC acc_norm; the default = lowest held-out books."""
     out: dict[str, Any] = {}
@@ -199,7 +183,7 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
     settings = table3.settings_of(args, m.sha256, min_layers) | {
         "variants_cfg": {"mixed_windows": args.mixed_windows, "mc_task": args.mc_task, "mc_items": args.mc_items, "mc_loss": args.mc_loss,
                          "beam": args.beam, "holdout_windows": args.holdout_windows}}
-    reuse = table3_evals(args.table3_rows, settings)
+    reuse = c.reusable_evals([args.table3_rows] if args.table3_rows else [], settings)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     store = Path(args.work_dir) / "dp_variants" / key
     done = c.ResumableRows(args.out.with_suffix(".rows.json"), {"what": "DP variants (rows in progress)", "settings": settings,

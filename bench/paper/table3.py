@@ -60,9 +60,8 @@ def default_depths(num_layers: int) -> list[int]:
 
 def settings_of(args: argparse.Namespace, sha: str, min_layers: int) -> dict[str, Any]:
     """Everything a row's numbers depend on (a rerun with equal settings resumes; depths and methods may change)."""
-    return {"model_sha256": sha, "calib_text": str(args.calib_text), "calib_window": args.calib_window, "calib_windows": args.calib_windows,
-            "eval_window": args.eval_window, "max_windows": args.max_windows, "tasks": args.tasks, "limit": args.limit, "seed": args.seed,
-            "batch_size": args.batch_size, "min_layers": min_layers, "reuse_dp": None if args.reuse_dp is None else str(args.reuse_dp)}
+    return {**c.eval_settings(args, sha), "calib_text": str(args.calib_text), "calib_window": args.calib_window, "calib_windows": args.calib_windows,
+            "min_layers": min_layers, "reuse_dp": None if args.reuse_dp is None else str(args.reuse_dp)}
 
 
 def strategy_for(name: str, args: argparse.Namespace, em: Any, m: c.Models, calib: Any, cfg: Any, store: Path) -> c.Strategy:

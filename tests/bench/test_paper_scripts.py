@@ -260,3 +260,38 @@ def test_dp_variants_score_every_variant_on_heldout_data(env: dict[str, Path], m
     monkeypatch.setattr(dpv, "build_variant", lambda *a, **k: pytest.fail("rebuilt a saved DP"))
     monkeypatch.setattr(dpv.table3, "evaluate", lambda *a, **k: pytest.fail("re-evaluated a finished row"))
     assert dpv.main(_args(env, "dpv.json", "--depths", "3,2"))["rows"] == json.loads(json.dumps(doc["rows"]))
+
+
+def test_figure3_two_flows_pareto_shapes_and_reused_evals(env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib")
+    figure3, table3 = _script("figure3"), _script("table3")
+    table3.main(_args(env, "t3f.json", "--depths", "4,3", "--methods", "angular", "--no-plot"))
+    evaluated: list[str] = []
+    real = _script("common").EvalSuite.evaluate
+
+    def counting(self: Any, target: Any, **k: Any) -> Any:
+        evaluated.append(type(target).__name__)
+        return real(self, target, **k)
+
+    monkeypatch.setattr(_script("common").EvalSuite, "evaluate", counting)
+    args = _args(env, "f3e.json", "--checkpoint", str(env["ckpt"]), "--methods", "angular", "--depths", "4,3", "--amoeba-shapes", "pareto:3",
+                 "--engines", "torch,onnxruntime", "--reuse-evals", str(env["root"] / "t3f.rows.json"))
+    doc = figure3.main(args)
+    amoeba = [p for p in doc["points"] if p["method"] == "amoeba"]
+    angular = [p for p in doc["points"] if p["method"] == "angular"]
+    front = doc["amoeba_pareto"]
+    assert {p["shape"] for p in amoeba} == set(front["chosen"]) and 1 <= len(amoeba) <= 3 and len(angular) == 2
+    for k in front["chosen"]:  # nothing smaller-or-equal is better
+        f, q = front["scored"][k]["fraction"], front["scored"][k]["calibration_ppl"]
+        assert not any(v["fraction"] <= f and v["calibration_ppl"] < q for v in front["scored"].values())
+    assert len(evaluated) == len(amoeba)  # the angular subnets were scored by Table 3 with the same settings: not again
+    t3rows = {r["fingerprint"]: r["eval"] for r in json.loads((env["root"] / "t3f.rows.json").read_text())["rows"] if "fingerprint" in r}
+    assert all(p["wikitext2_ppl"] == t3rows[p["fingerprint"]]["wikitext2"]["ppl"] for p in angular)
+    for p in doc["points"]:
+        by = p["latency"]["by_engine"]
+        assert set(by) == {"torch", "onnxruntime"} and by["torch"]["tpot_ms"] == p["latency"]["tpot_ms"] and by["onnxruntime"]["tpot_ms"] > 0
+    assert doc["latency"]["engines"] == ["torch", "onnxruntime"] and (env["root"] / "f3e.png").stat().st_size > 1000
+    re = figure3.main(_args(env, "f3e.json", "--remeasure", "1", "--engines", "torch,onnxruntime"))
+    assert all(set(p["latency"]["by_engine"]) == {"torch", "onnxruntime"} and p["latency"]["rounds"] == 1 for p in re["points"])
+    with pytest.raises(Exception, match="pareto:N with N >= 2"):
+        figure3.parse_args(["--amoeba-shapes", "pareto:1"])
