@@ -16,8 +16,9 @@ half gives ``--holdout-windows`` windows spread over it (scored for every varian
 - ``beam-holdout``: the NLL DP of ``nll-4k`` keeping the ``--beam`` best sets per state; each depth's final set
   is the one with the lowest NLL on the holdout windows.
 
-Every DP result is saved (``<work-dir>/dp_variants/<settings>/<variant>``) and every scored row is written at once
-(``<out>.rows.json``), so a killed run resumes; ``--table3-rows`` reuses Table 3's evaluations of identical subnets.
+Every DP's state is saved after each of its steps and its result when done (``<out stem>.strategies/<settings>/``,
+beside the results, so it can be committed), and every scored row is written at once (``<out>.rows.json``): a
+killed run resumes, even on another machine. ``--table3-rows`` reuses Table 3's evaluations of identical subnets.
 
     python bench/paper/dp_variants.py --model models/smollm2-135m --reuse-dp models/amoeba-smollm2-smol/strategy \\
         --table3-rows bench/results/paper_table3_smollm2.rows.json --depths 27,24,21,18,15 --limit 500 ...
@@ -94,8 +95,11 @@ def nll_of(em: Any, windows: torch.Tensor, batch_size: int, removed: Sequence[in
     return ModelScorer(em, NextTokenNLL(windows, batch_size), use_cache=False).score(frozenset(removed), intact_below=0)
 
 
-def build_variant(name: str, args: argparse.Namespace, em: Any, m: c.Models, slices: dict[str, torch.Tensor], min_layers: int) -> c.Strategy:
-    """Run one variant's DP and return its depth-only strategy (``meta``: metric, data, scores, wall time)."""
+def build_variant(name: str, args: argparse.Namespace, em: Any, m: c.Models, slices: dict[str, torch.Tensor], min_layers: int,
+                  state_path: Path | None = None) -> c.Strategy:
+    """Run one variant's DP and return its depth-only strategy (``meta``: metric, data, scores, wall time).
+
+    ``state_path``: the DP's state after every step is written there, and a run finds it and continues."""
     from core.baselines import BaselineConfig
     from core.baselines.build import depth_only_strategy
     from core.baselines.registry import dp_from_stage1
@@ -131,8 +135,22 @@ def build_variant(name: str, args: argparse.Namespace, em: Any, m: c.Models, sli
             step["last"] = time.perf_counter()
             c.log(f"{name}: DP step {n}/{total} ({time.perf_counter() - t0:.0f} s)")
 
+    from core.atomic import write_json
+    from core.strategy.depth_dp import DPState
+
+    resume = None
+    if state_path is not None and state_path.is_file():
+        saved = json.loads(state_path.read_text())
+        resume = DPState.from_json(saved["state"])
+        t0 -= saved["wall_s"]
+        c.log(f"{name}: resuming the DP after step {resume.n}")
+
+    def save_state(st: DPState) -> None:
+        if state_path is not None:
+            write_json(state_path, {"state": st.to_json(), "wall_s": round(time.perf_counter() - t0, 1)})
+
     scorer = ModelScorer(em, metric)
-    r = depth_dp(L, min_layers, 1, scorer, on_step=progress, beam=beam)
+    r = depth_dp(L, min_layers, 1, scorer, on_step=progress, beam=beam, resume=resume, on_state=save_state)
     kept, picked = dict(r.kept), {}
     if beam > 1:  # final choice per depth on the holdout windows
         for d, entries in r.beams.items():
@@ -185,7 +203,7 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
                          "beam": args.beam, "holdout_windows": args.holdout_windows}}
     reuse = c.reusable_evals([args.table3_rows] if args.table3_rows else [], settings)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    store = Path(args.work_dir) / "dp_variants" / key
+    store = args.out.parent / f"{args.out.stem}.strategies" / key  # beside the results: a DP of hours must survive the machine
     done = c.ResumableRows(args.out.with_suffix(".rows.json"), {"what": "DP variants (rows in progress)", "settings": settings,
                                                                  "command": record.command}, args.fresh)
     em = ElasticModel(m.hf).eval()
@@ -197,8 +215,10 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
             c.log(f"{v}: strategy reused from {path}")
         else:
             c.log(f"{v}: running the DP down to {min_layers} layers")
-            st = build_variant(v, args, em, m, slices, min_layers)
+            state = store / f"{v}.dpstate.json"
+            st = build_variant(v, args, em, m, slices, min_layers, state)
             st.save(path)
+            state.unlink(missing_ok=True)
         builds[v] = {k: st.meta.get(k) for k in ("metric", "data", "beam", "dp_evaluations", "wall_s", "holdout_pick", "layer_forwards")}
         sem = ElasticModel(m.hf, st).eval()
         by_fp = reuse | {r["fingerprint"]: r["eval"] for r in done.rows.values() if "fingerprint" in r}

@@ -11,7 +11,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,31 @@ def _finite(x: float) -> float:
 Entry = tuple[frozenset[int], float]
 
 
+@dataclass(frozen=True)
+class DPState:
+    """The DP after step ``n``: ``best[m]`` = the kept entries of best[n][m]; enough to resume (``to_json`` /
+    ``from_json`` round-trip; losses of ``inf`` are stored as ``null``)."""
+
+    n: int
+    best: dict[int, list[Entry]]
+    evaluations: int
+    full_score: float | None
+    settings: dict[str, int]
+
+    def to_json(self) -> dict[str, object]:
+        def num(x: float) -> float | None:
+            return x if math.isfinite(x) else None
+
+        return {"n": self.n, "evaluations": self.evaluations, "full_score": self.full_score, "settings": self.settings,
+                "best": {str(m): [[sorted(r), num(loss)] for r, loss in es] for m, es in self.best.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DPState:
+        best = {int(m): [(frozenset(int(i) for i in r), math.inf if loss is None else float(loss)) for r, loss in es]
+                for m, es in d["best"].items()}
+        return cls(int(d["n"]), best, int(d["evaluations"]), d["full_score"], dict(d["settings"]))
+
+
 def _best(candidates: list[Entry], beam: int) -> list[Entry]:
     """The ``beam`` lowest-loss distinct sets; a stable sort, so on equal losses earlier candidates win."""
     out: list[Entry] = []
@@ -71,6 +96,8 @@ def depth_dp(
     score_full: bool = True,
     on_step: Callable[[int, int], None] | None = None,
     beam: int = 1,
+    resume: DPState | None = None,
+    on_state: Callable[[DPState], None] | None = None,
 ) -> DepthResult:
     """best[n][m]: best set of m removed layers among the n top-most candidates (layers below them intact).
 
@@ -81,19 +108,30 @@ def depth_dp(
 
     ``beam`` > 1 keeps the ``beam`` best sets per state instead of one (about ``beam`` × the scorer calls), so a
     caller can choose among several good sets per depth on other data (``DepthResult.beams``).
+
+    ``on_state(state)`` gets the DP after every step; ``resume`` continues from such a state (same settings,
+    else ``ConfigError``), so a DP of hours survives a stop. The result equals an uninterrupted run's.
     """
     check_depth_range(num_layers, min_layers, keep_last)
     if beam < 1:
         raise ConfigError(f"beam must be >= 1, got {beam}")
     n_cand, max_rm = num_layers - keep_last, num_layers - min_layers
+    settings = {"num_layers": num_layers, "min_layers": min_layers, "keep_last": keep_last, "beam": beam, "score_full": int(score_full)}
     evaluations = 0
     scores: dict[int, float] = {}
-    if score_full:  # first: a cached scorer fills its prefix states of every boundary in this one dense pass
-        scores[num_layers] = _finite(scorer.score(frozenset(), intact_below=num_layers))
-        evaluations += 1
     # prev[m] = the best entries (removed set, loss) of best[n-1][m]; best[n][0] (nothing removed) needs no score.
     prev: dict[int, list[Entry]] = {0: [(frozenset(), math.nan)]}
-    for n in range(1, n_cand + 1):
+    first = 1
+    if resume is not None:
+        if resume.settings != settings:
+            raise ConfigError(f"cannot resume a DP made with {resume.settings} as {settings}")
+        first, prev, evaluations = resume.n + 1, {m: list(es) for m, es in resume.best.items()}, resume.evaluations
+        if resume.full_score is not None:
+            scores[num_layers] = resume.full_score
+    elif score_full:  # first: a cached scorer fills its prefix states of every boundary in this one dense pass
+        scores[num_layers] = _finite(scorer.score(frozenset(), intact_below=num_layers))
+        evaluations += 1
+    for n in range(first, n_cand + 1):
         layer = n_cand - n
         cur: dict[int, list[Entry]] = {0: prev[0]}
         for m in range(1, min(n, max_rm) + 1):
@@ -104,6 +142,8 @@ def depth_dp(
                 evaluations += 1
             cur[m] = _best(keep + removed, beam)
         prev = cur
+        if on_state is not None:
+            on_state(DPState(n, prev, evaluations, scores.get(num_layers), settings))
         if on_step is not None:
             on_step(n, n_cand)
 

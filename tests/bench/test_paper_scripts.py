@@ -295,3 +295,32 @@ def test_figure3_two_flows_pareto_shapes_and_reused_evals(env: dict[str, Path], 
     assert all(set(p["latency"]["by_engine"]) == {"torch", "onnxruntime"} and p["latency"]["rounds"] == 1 for p in re["points"])
     with pytest.raises(Exception, match="pareto:N with N >= 2"):
         figure3.parse_args(["--amoeba-shapes", "pareto:1"])
+
+
+def test_dp_variants_resume_a_stopped_dp_from_its_saved_state(env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.strategy.depth_dp as ddp
+
+    dpv = _script("dp_variants")
+    args = _args(env, "dps.json", "--depths", "3,2", "--variants", "nll-mixed", "--tasks", "")
+    clean = dpv.main([*args, "--out", str(env["root"] / "dps-clean.json")])
+    real = ddp.depth_dp
+
+    class Stop(Exception):
+        pass
+
+    def stopping(*a: Any, on_state: Any = None, **k: Any) -> Any:
+        def state_then_stop(s: Any) -> None:
+            on_state(s)
+            if s.n == 2:
+                raise Stop
+        return real(*a, on_state=state_then_stop, **k)
+
+    monkeypatch.setattr(ddp, "depth_dp", stopping)
+    with pytest.raises(Stop):
+        dpv.main(args)
+    states = list((env["root"] / "dps.strategies").glob("*/nll-mixed.dpstate.json"))
+    assert len(states) == 1 and json.loads(states[0].read_text())["state"]["n"] == 2
+    monkeypatch.setattr(ddp, "depth_dp", real)
+    resumed = dpv.main(args)
+    assert [r["kept"] for r in resumed["rows"]] == [r["kept"] for r in clean["rows"]] and not states[0].exists()
+    assert resumed["builds"]["nll-mixed"]["dp_evaluations"] == clean["builds"]["nll-mixed"]["dp_evaluations"]

@@ -141,3 +141,30 @@ def test_beam_keeps_the_plain_dp_answer_at_width_one_and_finds_the_optimum_when_
         assert two.scores[d] <= plain.scores[d]
     with pytest.raises(ConfigError, match="beam must be >= 1"):
         depth_dp(7, 3, 1, Fake(), beam=0)
+
+
+@pytest.mark.parametrize("beam", [1, 2])
+def test_a_stopped_dp_resumes_to_the_same_answer(beam: int) -> None:
+    import json
+
+    from core.strategy.depth_dp import DPState
+
+    em, windows = _tiny_scorers()
+    whole = depth_dp(6, 2, 1, ModelScorer(em, NextTokenNLL(windows, batch_size=4)), beam=beam)
+    states: list[DPState] = []
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(s: DPState) -> None:
+        states.append(DPState.from_json(json.loads(json.dumps(s.to_json()))))  # through JSON, as a file would
+        if s.n == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        depth_dp(6, 2, 1, ModelScorer(em, NextTokenNLL(windows, batch_size=4)), beam=beam, on_state=stop_after_two)
+    resumed = depth_dp(6, 2, 1, ModelScorer(em, NextTokenNLL(windows, batch_size=4)), beam=beam, resume=states[-1])
+    assert resumed.kept == whole.kept and resumed.evaluations == whole.evaluations and resumed.beams == whole.beams
+    assert resumed.scores == pytest.approx(whole.scores, rel=1e-6)
+    with pytest.raises(ConfigError, match="cannot resume a DP"):
+        depth_dp(6, 3, 1, ModelScorer(em, NextTokenNLL(windows, batch_size=4)), beam=beam, resume=states[-1])
