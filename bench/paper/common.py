@@ -321,15 +321,21 @@ class EvalSuite:
                 "stream_tokens": self.tokens_total, "scored_windows": {k: int(v.numel()) // self.window for k, v in self.streams.items()},
                 "tasks": {k: len(v) for k, v in self.items.items()}}
 
-    def evaluate(self, logits_fn: LogitsFn, *, tasks: bool = True) -> dict[str, Any]:
-        """Perplexity of every stream and (``tasks``) every task's acc / acc_norm, with the mean over tasks."""
-        from core.eval.multiple_choice import evaluate_items
-
-        t0 = time.perf_counter()
+    def perplexities(self, logits_fn: LogitsFn) -> dict[str, Any]:
+        """Perplexity of every stream: ``ppl``, ``nll`` ± ``nll_stderr`` (over windows) and every window's NLL."""
         out: dict[str, Any] = {}
         for name, ids in self.streams.items():
             r = perplexity_from_ids(logits_fn, ids, self.window, batch_size=self.batch_size)
-            out[name] = {"ppl": r.ppl, "nll": r.nll, "tokens_scored": r.tokens_scored}
+            out[name] = {"ppl": r.ppl, "nll": r.nll, "nll_stderr": r.nll_stderr, "tokens_scored": r.tokens_scored, "window_nll": list(r.window_nll)}
+        return out
+
+    def evaluate(self, logits_fn: LogitsFn, *, tasks: bool = True) -> dict[str, Any]:
+        """Perplexity of every stream (``perplexities``) and (``tasks``) every task's acc / acc_norm, with the mean
+        over tasks and its standard error."""
+        from core.eval.multiple_choice import evaluate_items
+
+        t0 = time.perf_counter()
+        out = self.perplexities(logits_fn)
         if tasks and self.items:
             res = {t: evaluate_items(t, logits_fn, self.tokenizer, its, self.max_len, batch_size=self.batch_size) for t, its in self.items.items()}
             out["tasks"] = {t: {"acc": r.acc, "acc_norm": r.acc_norm, "acc_norm_stderr": r.acc_norm_stderr, "n": r.n, "chance": r.chance}

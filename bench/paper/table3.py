@@ -122,6 +122,9 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
     if not done.have("full"):
         c.log("full model")
         done.add({"key": "full", "eval": evaluate(suite, em, args, calib)})
+    if "nll_stderr" not in done.rows["full"]["eval"]["wikitext2"]:
+        done.rows["full"]["eval"] |= suite.perplexities(em)
+        done.add(done.rows["full"])
     full = done.rows["full"]["eval"]
     results: dict[str, Any] = {}
     for name in methods:
@@ -143,6 +146,12 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
                     done.add({"key": k, "fingerprint": fp, "same_subnet_as": twin["key"].split(":")[0], "eval": twin["eval"]})
                 by_fp.setdefault(fp, done.rows[k])
             row = done.rows[k]
+            if row["same_subnet_as"] is None and "nll_stderr" not in row["eval"]["wikitext2"]:  # a row from before windows were kept
+                c.log(f"{name}: depth {d}: per-window perplexity (the row predates it)")
+                row["eval"] |= suite.perplexities(sem)
+                done.add(row)
+            elif "nll_stderr" not in row["eval"]["wikitext2"]:
+                row["eval"] = done.rows[f"{row['same_subnet_as']}:{d}"]["eval"]
             kept = list(st.kept_layers(d))
             rows[str(d)] = {"kept": kept, "removed": [i for i in range(L) if i not in kept], "fingerprint": fp,
                             "same_subnet_as": row["same_subnet_as"], **row["eval"]}

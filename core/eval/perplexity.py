@@ -31,6 +31,17 @@ class PerplexityResult:
     tokens_scored: int
     windows: int
     window_len: int
+    #: mean NLL of every window, in order (windows are equally long, so ``nll`` is their mean)
+    window_nll: tuple[float, ...] = ()
+
+    @property
+    def nll_stderr(self) -> float | None:
+        """Standard error of ``nll`` over the windows (``None`` below two windows); ``ppl`` is ``exp(nll ± se)``."""
+        n = len(self.window_nll)
+        if n < 2:
+            return None
+        mu = sum(self.window_nll) / n
+        return math.sqrt(sum((x - mu) ** 2 for x in self.window_nll) / (n - 1) / n)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,7 +92,7 @@ def perplexity_from_ids(
     if n == 0:
         raise ConfigError(f"token stream of {ids.numel()} tokens is shorter than one window of {window}")
     windows = ids[: n * window].reshape(n, window).long()
-    total = 0.0
+    per_window: list[float] = []
     with torch.no_grad():
         for start in range(0, n, batch_size):
             batch = windows[start : start + batch_size]
@@ -90,13 +101,14 @@ def perplexity_from_ids(
             logits = logits_fn(batch)
             if logits.dim() != 3 or logits.shape[:2] != batch.shape:
                 raise ConfigError(f"logits_fn returned shape {tuple(logits.shape)} for input {tuple(batch.shape)}; expected [B, T, V]")
-            nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1), reduction="sum")
-            total += float(nll.item())
+            nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1), reduction="none")
+            per_window += nll.view(batch.shape[0], -1).sum(1).tolist()
             if on_progress is not None:
                 on_progress(min(start + batch_size, n), n)
     tokens = n * (window - 1)
-    mean = total / tokens
-    return PerplexityResult(ppl=_exp(mean), nll=mean, tokens_scored=tokens, windows=n, window_len=window)
+    mean = sum(per_window) / tokens
+    return PerplexityResult(ppl=_exp(mean), nll=mean, tokens_scored=tokens, windows=n, window_len=window,
+                            window_nll=tuple(x / (window - 1) for x in per_window))
 
 
 def tokenize_stream(tokenizer: Any, text: str, add_bos: bool | None = None) -> torch.Tensor:

@@ -238,6 +238,19 @@ def test_table3_resumes_and_reuses_a_stage1_dp(env: dict[str, Path], monkeypatch
     again = table3.main(args)  # every row and strategy is on disk: nothing is evaluated or built again
     assert calls == [] and again["table"] == first["table"]
     assert first["full"]["tasks"]["piqa"]["n"] == 3 and "mc_mean_acc_norm_stderr" in first["full"]
+    rows_file = env["root"] / "t3r.rows.json"
+    old = json.loads(rows_file.read_text())  # rows written before per-window perplexities were kept get only those
+    for r in old["rows"]:
+        for stream in ("wikitext2", "book"):
+            for k in ("nll_stderr", "window_nll"):
+                r["eval"][stream].pop(k)
+    rows_file.write_text(json.dumps(old))
+    upgraded = table3.main(args)
+    assert calls == [] and upgraded["table"] == first["table"]
+    for d in ("3", "2"):
+        ev = upgraded["methods"]["dp"]["depths"][d]["wikitext2"]
+        assert ev["nll_stderr"] == pytest.approx(first["methods"]["dp"]["depths"][d]["wikitext2"]["nll_stderr"]) and ev["nll_stderr"] > 0
+    assert upgraded["full"]["book"]["window_nll"] == pytest.approx(first["full"]["book"]["window_nll"])
 
 
 def test_dp_variants_score_every_variant_on_heldout_data(env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,6 +56,10 @@ def test_matches_hf_loss_and_is_batch_invariant() -> None:
     assert r1.nll == pytest.approx(sum(losses) / 4, rel=1e-5)
     assert r1.nll == pytest.approx(r2.nll, rel=1e-6)
     assert r1.tokens_scored == 4 * 15
+    assert r1.window_nll == pytest.approx(losses, rel=1e-5) and r2.window_nll == pytest.approx(losses, rel=1e-5)  # per window, in order
+    mu = sum(losses) / 4
+    assert r1.nll_stderr == pytest.approx(math.sqrt(sum((x - mu) ** 2 for x in losses) / 3 / 4), rel=1e-4)
+    assert perplexity_from_ids(fn, ids, window=16, max_windows=1).nll_stderr is None
 
 
 def test_max_windows_and_progress() -> None:
