@@ -1,6 +1,7 @@
 """Markdown tables of the committed paper-reproduction results (the numbers ``docs/results.md`` quotes).
 
     python bench/paper/render.py table1   [--json bench/results/paper_table1.json]
+    python bench/paper/render.py table3   [--json bench/results/paper_table3_smollm2.json]
     python bench/paper/render.py figure3  [--json bench/results/paper_figure3.json]
     python bench/paper/render.py ablation [--json bench/results/stage2_ablation.json]
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
-DEFAULT_JSON = {"table1": "paper_table1.json", "figure3": "paper_figure3.json", "ablation": "stage2_ablation.json"}
+DEFAULT_JSON = {"table1": "paper_table1.json", "table3": "paper_table3_smollm2.json", "figure3": "paper_figure3.json", "ablation": "stage2_ablation.json"}
 
 
 def _f(x: float | None, digits: int = 1) -> str:
@@ -29,6 +30,82 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def paired_se(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Standard error of mean(a − b) over paired samples (the same perplexity windows scored by two models)."""
+    if len(a) != len(b) or len(a) < 2:
+        return None
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    mu = sum(d) / len(d)
+    return math.sqrt(sum((x - mu) ** 2 for x in d) / (len(d) - 1) / len(d))
+
+
+def clear_winner(evs: dict[str, dict[str, Any]], measure: str) -> str | None:
+    """The name whose ``measure`` beats every other by more than two standard errors, else ``None`` (entries equal
+    to the best one, the same subnet reached by two methods, are not competitors).
+
+    ``measure``: a perplexity stream (``wikitext2``, ``book``; lower NLL is better; paired over its windows, the
+    unpaired NLL standard errors when windows are missing) or ``mc`` (mean acc_norm, higher is better; tasks and
+    items are shared, but per-item results are not stored, so the unpaired ``sqrt(se1² + se2²)`` is used, which
+    is conservative)."""
+    def value(e: dict[str, Any]) -> float | None:
+        return e.get("mc_mean_acc_norm") if measure == "mc" else e.get(measure, {}).get("nll")
+
+    have = {n: e for n, e in evs.items() if value(e) is not None}
+    if len(have) < 2:
+        return None
+    sign = -1.0 if measure == "mc" else 1.0
+    best = min(have, key=lambda n: sign * value(have[n]))  # type: ignore[operator]
+    for n, e in have.items():
+        if n == best or e == have[best]:  # the same subnet chosen by two methods: not a competitor
+            continue
+        if measure == "mc":
+            s1, s2 = have[best].get("mc_mean_acc_norm_stderr"), e.get("mc_mean_acc_norm_stderr")
+            se = None if s1 is None or s2 is None else math.sqrt(s1**2 + s2**2)
+        else:
+            a, b = have[best][measure], e[measure]
+            se = paired_se(a.get("window_nll", []), b.get("window_nll", []))
+            if se is None and a.get("nll_stderr") is not None and b.get("nll_stderr") is not None:
+                se = math.sqrt(a["nll_stderr"] ** 2 + b["nll_stderr"] ** 2)
+        gap = sign * (value(e) - value(have[best]))  # type: ignore[operator]
+        if se is None or gap <= 2 * se:
+            return None
+    return best
+
+
+def _ppl_se(e: dict[str, Any]) -> str:
+    """``ppl ×/÷ exp(se)`` written as ``ppl (±x %)``."""
+    se = e.get("nll_stderr")
+    return _f(e["ppl"]) + ("" if se is None else f" (±{100 * (math.exp(se) - 1):.0f} %)")
+
+
+def _mc_se(e: dict[str, Any]) -> str:
+    m, se = e.get("mc_mean_acc_norm"), e.get("mc_mean_acc_norm_stderr")
+    return "–" if m is None else f"{m:.3f}" + ("" if se is None else f" ± {se:.3f}")
+
+
+def table3(doc: dict[str, Any]) -> str:
+    """One block per depth: every method's removed layers, perplexities (± one se over windows), calibration
+    perplexity and mean acc_norm ± se; bold = better than every other method by more than two standard errors."""
+    out = []
+    full = doc["full"]
+    out.append(f"Full model ({doc['num_layers']} layers): WikiText-2 {_ppl_se(full['wikitext2'])}, books {_ppl_se(full['book'])}, "
+               f"calibration {_f(full['calibration_ppl'])}, mean acc_norm {_mc_se(full)} (chance {_f(full.get('mc_mean_chance'), 3)}).")
+    for d in doc["depths"]:
+        evs = {m: r["depths"][str(d)] for m, r in doc["methods"].items()}
+        win = {k: clear_winner(evs, k) for k in ("wikitext2", "book", "mc")}
+        body = []
+        for m, e in evs.items():
+            cells = [_ppl_se(e["wikitext2"]), _ppl_se(e["book"]), _f(e["calibration_ppl"]), _mc_se(e)]
+            cells = [f"**{x}**" if k and win[k] and e == evs[win[k]] else x for x, k in zip(cells, ("wikitext2", "book", None, "mc"), strict=True)]
+            twin = f" (= {e['same_subnet_as']})" if e.get("same_subnet_as") else ""
+            body.append([m + twin, " ".join(map(str, e["removed"])), *cells])
+        out.append(f"**{d} of {doc['num_layers']} layers kept**\n\n"
+                   + _table(["method", "removed layers", "WikiText-2 ppl", "books ppl", "calibration ppl", "mean acc_norm"], body))
+    out.append("Bold: better than every other method at that depth by more than two standard errors (perplexity: paired over "
+               "the same windows; accuracy: unpaired). ± on perplexity: one standard error of the mean NLL, as a factor.")
+    return "\n\n".join(out)
+
+
 def table1(doc: dict[str, Any]) -> str:
     """One block per target: shape, fraction, WikiText-2 / books perplexity, mean acc_norm, per-task acc_norm."""
     rows = doc["rows"]
@@ -36,20 +113,22 @@ def table1(doc: dict[str, Any]) -> str:
     out = []
     for target in sorted({r["target"] for r in rows}, reverse=True):
         block = sorted((r for r in rows if r["target"] == target), key=lambda r: (r["method"] != "amoeba", r["method"], r["stage"]))
-        best_w = min(r["eval"]["wikitext2"]["ppl"] for r in block)
-        best_b = min(r["eval"]["book"]["ppl"] for r in block)
+        evs = {r["key"]: r["eval"] for r in block}
+        win = {k: clear_winner(evs, k) for k in ("wikitext2", "book", "mc")}
         body = []
         for r in block:
             ev = r["eval"]
-            w, b = ev["wikitext2"]["ppl"], ev["book"]["ppl"]
-            body.append([r["label"], r["shape"], f"{100 * r['fraction']:.1f} %", f"**{_f(w)}**" if w == best_w else _f(w),
-                         f"**{_f(b)}**" if b == best_b else _f(b), _f(ev.get("mc_mean_acc_norm"), 3),
+            cells = [_ppl_se(ev["wikitext2"]), _ppl_se(ev["book"]), _mc_se(ev)]
+            cells = [f"**{x}**" if win[k] and ev == evs[win[k]] else x for x, k in zip(cells, ("wikitext2", "book", "mc"), strict=True)]
+            body.append([r["label"], r["shape"], f"{100 * r['fraction']:.1f} %", *cells,
                          *(_f(ev.get("tasks", {}).get(t, {}).get("acc_norm"), 2) for t in tasks)])
         out.append(f"**{round(100 * target)} % of the decoder parameters**\n\n"
                    + _table(["method", "shape", "decoder params", "WikiText-2 ppl", "books ppl", "mean acc_norm", *tasks], body))
     chance = next((r["eval"].get("mc_mean_chance") for r in rows if r["eval"].get("mc_mean_chance") is not None), None)
     if chance is not None:
         out.append(f"Mean chance level over the tasks: {chance:.3f}.")
+    out.append("Bold: better than every other row of its block by more than two standard errors (perplexity: paired over the "
+               "same windows; accuracy: unpaired).")
     return "\n\n".join(out)
 
 
@@ -97,7 +176,7 @@ def ablation(doc: dict[str, Any]) -> str:
     return "\n\n".join(out)
 
 
-RENDER = {"table1": table1, "figure3": figure3, "ablation": ablation}
+RENDER = {"table1": table1, "table3": table3, "figure3": figure3, "ablation": ablation}
 
 
 def main(argv: Sequence[str] | None = None) -> str:

@@ -79,6 +79,8 @@ def test_table3(env: dict[str, Path]) -> None:
         assert dp["depths"][d]["calibration_ppl"] == pytest.approx(dp["meta"]["dp_perplexity"][d], rel=1e-4)
         assert len(dp["depths"][d]["kept"]) == int(d) and 3 in dp["depths"][d]["kept"]  # keep_last = 1
     assert doc["methods"]["drop-last"]["depths"]["2"]["kept"] == [0, 1]
+    md = _script("render").table3(doc)
+    assert md.count("| method | removed layers |") == 2 and "**2 of 4 layers kept**" in md and "| drop-last" in md and "Full model (4 layers)" in md
     for r in doc["methods"].values():
         for row in r["depths"].values():
             if row["same_subnet_as"]:
@@ -337,3 +339,20 @@ def test_dp_variants_resume_a_stopped_dp_from_its_saved_state(env: dict[str, Pat
     resumed = dpv.main(args)
     assert [r["kept"] for r in resumed["rows"]] == [r["kept"] for r in clean["rows"]] and not states[0].exists()
     assert resumed["builds"]["nll-mixed"]["dp_evaluations"] == clean["builds"]["nll-mixed"]["dp_evaluations"]
+
+
+def test_render_bolds_only_differences_beyond_two_standard_errors() -> None:
+    render = _script("render")
+
+    def ev(nlls: list[float], mc: float, se: float = 0.01) -> dict[str, Any]:
+        mu = sum(nlls) / len(nlls)
+        stream = {"ppl": math.exp(mu), "nll": mu, "nll_stderr": 0.01, "window_nll": nlls}
+        return {"wikitext2": stream, "book": stream, "mc_mean_acc_norm": mc, "mc_mean_acc_norm_stderr": se}
+
+    base = [3.0, 3.2, 2.9, 3.1]
+    a, b = ev(base, 0.45), ev([x + 0.2 for x in base], 0.40)  # paired gap 0.2 with zero spread; mc gap 0.05 > 2·sqrt(2)·0.01
+    assert render.clear_winner({"a": a, "b": b}, "wikitext2") == "a" and render.clear_winner({"a": a, "b": b}, "mc") == "a"
+    noisy = ev([3.1, 3.0, 3.3, 2.8], 0.44)  # a gap of a few hundredths with a spread of tenths: no winner
+    assert render.clear_winner({"a": a, "c": noisy}, "wikitext2") is None and render.clear_winner({"a": a, "c": noisy}, "mc") is None
+    assert render.clear_winner({"a": a, "twin": json.loads(json.dumps(a)), "b": b}, "book") == "a"  # a twin subnet is no rival
+    assert render.paired_se([1.0], [2.0]) is None
