@@ -47,6 +47,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--ft-seq-len", type=int, default=None, help="per-shape LoRA sequence length (default: the checkpoint's)")
     ap.add_argument("--no-finetune", action="store_true", help="skip every per-shape LoRA (AmoebaLLM† and baselines + LoRA)")
     ap.add_argument("--fresh", action="store_true", help="ignore finished rows in --out")
+    ap.add_argument("--reuse-evals", default="", help="rows files (Table 3, DP variants) whose evaluations of identical pruned subnets are reused")
     ap.add_argument("--out", type=Path, default=c.RESULTS / "paper_table1.json")
     args = ap.parse_args(argv)
     c.apply_tiny(args, ft_steps=2, ft_batch_size=2, ft_seq_len=16, width_ladder="1,3/4,1/2")
@@ -65,11 +66,17 @@ def lora_config(args: argparse.Namespace, ck_meta: dict[str, Any]) -> Any:
                            rank=fc.adapter.rank, alpha=fc.adapter.alpha, targets=fc.adapter.targets, seed=args.seed)
 
 
-def evaluate_row(rows: c.ResumableRows, suite: c.EvalSuite, key: str, base: dict[str, Any], model: Any, lora: tuple[Any, Any, Any] | None = None) -> None:
+def evaluate_row(rows: c.ResumableRows, suite: c.EvalSuite, key: str, base: dict[str, Any], model: Any, lora: tuple[Any, Any, Any] | None = None,
+                 reused: dict[str, Any] | None = None) -> None:
     """Evaluate ``model`` at its active shape and store the row; with ``lora = (spec, train_tokens, ShapeLoraConfig)``
-    one LoRA is first trained on ``spec`` alone (and detached after the evaluation)."""
+    one LoRA is first trained on ``spec`` alone (and detached after the evaluation). ``reused``: an evaluation of
+    this very subnet by another script with the same settings, taken instead of evaluating again."""
     if rows.have(key):
         c.log(f"{key}: done earlier (resumed)")
+        return
+    if reused is not None and lora is None:
+        c.log(f"{key}: {base['shape']}: the same subnet was evaluated with the same settings elsewhere (reused)")
+        rows.add({"key": key, **base, "finetune": None, "eval": reused, "eval_reused": True})
         return
     c.log(f"{key}: {base['shape']}" + (" (per-shape LoRA first)" if lora is not None else ""))
     adapters, ft = _train(model, *lora) if lora is not None else (None, None)
@@ -113,6 +120,7 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
     header = {"what": "Table 1 analogue: remaining decoder parameters vs quality; AmoebaLLM one-for-all vs per-shape fine-tuning",
               "model": str(args.model), "checkpoint": str(args.checkpoint), "one_for_all": one_for_all, "settings": settings}
     rows = c.ResumableRows(args.out, header, args.fresh)
+    reuse = c.reusable_evals([Path(x) for x in c.names_arg(args.reuse_evals)], c.eval_settings(args, sha))
 
     # AmoebaLLM (one-for-all) and AmoebaLLM† (the same shape, one LoRA on the Stage 1 strategy)
     options = shape_options(info, ck.strategy, diagonal=False)
@@ -146,7 +154,9 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
                     "choice": ch.to_dict(), "reference": st.meta["reference"], "compensation_bias": bool(st.biases),
                     "bias_modules": list(st.bias_modules)}
             sem.set_shape(ch.spec)
-            evaluate_row(rows, suite, f"{name}|{t}|pruned", {**base, "label": f"{name} (no FT)", "stage": "pruned"}, sem)
+            fp = c.subnet_fingerprint(st, ch.spec)
+            evaluate_row(rows, suite, f"{name}|{t}|pruned", {**base, "label": f"{name} (no FT)", "stage": "pruned", "fingerprint": fp}, sem,
+                         reused=reuse.get(fp))
             if not args.no_finetune:
                 evaluate_row(rows, suite, f"{name}|{t}|lora", {**base, "label": f"{name} + LoRA", "stage": "per-shape-lora"}, sem,
                              (ch.spec, train_tokens, lcfg))

@@ -356,3 +356,13 @@ def test_render_bolds_only_differences_beyond_two_standard_errors() -> None:
     assert render.clear_winner({"a": a, "c": noisy}, "wikitext2") is None and render.clear_winner({"a": a, "c": noisy}, "mc") is None
     assert render.clear_winner({"a": a, "twin": json.loads(json.dumps(a)), "b": b}, "book") == "a"  # a twin subnet is no rival
     assert render.paired_se([1.0], [2.0]) is None
+
+
+def test_table1_reuses_table3_evaluations_of_the_same_pruned_subnet(env: dict[str, Path]) -> None:
+    table1, table3 = _script("table1"), _script("table3")
+    t3 = table3.main(_args(env, "t3t1.json", "--depths", "3,2", "--methods", "ppl-block", "--no-plot"))
+    doc = table1.main(_args(env, "t1r.json", "--checkpoint", str(env["ckpt"]), "--methods", "ppl-block", "--targets", "0.5", "--min-layers", "2",
+                            "--no-finetune", "--reuse-evals", str(env["root"] / "t3t1.rows.json")))
+    row = next(r for r in doc["rows"] if r["key"] == "ppl-block|0.5|pruned")
+    assert row["shape"] == "L2-a1-f1" and row["eval_reused"] is True
+    assert row["eval"]["wikitext2"] == t3["methods"]["ppl-block"]["depths"]["2"]["wikitext2"]
