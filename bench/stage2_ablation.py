@@ -200,13 +200,34 @@ def mean_nll(rows: dict[str, dict[str, dict[str, Any]]], ds: str) -> float:
     return statistics.fmean(r[ds]["nll"] for r in rows.values())
 
 
+def paired_nll_diff(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]], ds: str) -> tuple[float, float] | None:
+    """Mean NLL difference ``a − b`` on ``ds`` and its standard error: per window, the difference averaged over the
+    shapes; the windows (the same text for every entry) are the samples. ``None`` without per-window NLLs."""
+    per_shape = []
+    for shape, r in a.items():
+        wa, wb = r[ds].get("window_nll") or [], b.get(shape, {}).get(ds, {}).get("window_nll") or []
+        if len(wa) != len(wb) or len(wa) < 2:
+            return None
+        per_shape.append([x - y for x, y in zip(wa, wb, strict=True)])
+    if not per_shape:
+        return None
+    per_window = [statistics.fmean(col) for col in zip(*per_shape, strict=True)]
+    return statistics.fmean(per_window), statistics.stdev(per_window) / math.sqrt(len(per_window))
+
+
 def summarize(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per dataset and evaluated entry: geometric-mean perplexity over the shapes and its change vs ``full``."""
+    """Per dataset and evaluated entry: geometric-mean perplexity over the shapes, its change vs ``full`` and, when
+    windows were kept, that change's standard error (paired over windows) and whether it exceeds two of them."""
     out: dict[str, Any] = {}
     for ds in DATASETS:
         nll = {name: mean_nll(e["results"], ds) for name, e in entries.items() if e.get("results")}
         ref = nll.get("full")
         out[ds] = {name: {"geo_mean_ppl": math.exp(v), "vs_full_pct": None if ref is None else 100 * (math.exp(v - ref) - 1)} for name, v in nll.items()}
+        if ref is not None:
+            for name in nll:
+                d = None if name == "full" else paired_nll_diff(entries[name]["results"], entries["full"]["results"], ds)
+                if d is not None:
+                    out[ds][name] |= {"vs_full_nll": d[0], "vs_full_nll_se": d[1], "beyond_2se": abs(d[0]) > 2 * d[1]}
     return out
 
 

@@ -170,10 +170,20 @@ def ablation(doc: dict[str, Any]) -> str:
             best = min(v for n, v in vals.items() if n != "reference")
             body.append([s, *(f"**{_f(vals[n])}**" if n != "reference" and vals[n] == best else _f(vals[n]) for n in names)])
         summ = doc["summary"][data]
-        body.append(["geo. mean", *(f"{_f(summ[n]['geo_mean_ppl'])} ({summ[n]['vs_full_pct']:+.1f} %)" if n != "full" else _f(summ[n]["geo_mean_ppl"])
-                                    for n in names)])
+        body.append(["geo. mean", *(_vs_full(summ[n]) if n != "full" else _f(summ[n]["geo_mean_ppl"]) for n in names)])
         out.append(f"**{title} perplexity**\n\n" + _table(["shape", *names], body))
+    out.append("Geo. mean row: change against `full`; ± one standard error of that change, paired over the same windows "
+               "(per window, the NLL difference averaged over the shapes); bold when it exceeds two standard errors.")
     return "\n\n".join(out)
+
+
+def _vs_full(e: dict[str, Any]) -> str:
+    """``ppl (+x.x % ± y.y %)``; bold when the change is beyond two standard errors."""
+    text = f"{_f(e['geo_mean_ppl'])} ({e['vs_full_pct']:+.1f} %"
+    if e.get("vs_full_nll_se") is not None:
+        text += f" ± {100 * (math.exp(e['vs_full_nll_se']) - 1):.1f} %"
+    text += ")"
+    return f"**{text}**" if e.get("beyond_2se") else text
 
 
 RENDER = {"table1": table1, "table3": table3, "figure3": figure3, "ablation": ablation}

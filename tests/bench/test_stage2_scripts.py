@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import shutil
 import sys
@@ -160,6 +161,12 @@ def test_ablation_tiny_trains_each_variant_once_and_merges(work: Path, capsys: p
         assert list(e["results"]) == doc["settings"]["shapes"] and e["train_command"].startswith("amoeba finetune ")
         assert e["command"].startswith("python bench/stage2_ablation.py --tiny") and f"--variants {e['variant']}" in e["command"]
     assert doc["summary"]["heldout"]["full"]["vs_full_pct"] == 0.0
+    for name in ("lora", "no_balance", "no_distill"):  # the change vs full, paired over the same windows
+        sm = doc["summary"]["heldout"][name]
+        d = stage2_ablation.paired_nll_diff(v[name]["results"], v["full"]["results"], "heldout")
+        assert d is not None and sm["vs_full_nll"] == pytest.approx(d[0]) and sm["vs_full_nll_se"] == pytest.approx(d[1]) and d[1] > 0
+        assert sm["beyond_2se"] == (abs(d[0]) > 2 * d[1])
+        assert math.log(sm["geo_mean_ppl"] / doc["summary"]["heldout"]["full"]["geo_mean_ppl"]) == pytest.approx(d[0], rel=1e-4, abs=1e-9)
     assert v["full"]["results"] != v["lora"]["results"]
     md = _render().ablation(doc)  # the docs' tables come from this JSON
     assert "| shape | reference | full | lora | no_balance | no_distill |" in md and md.count("| L4-a1-f1 |") == 2
