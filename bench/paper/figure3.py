@@ -156,7 +156,7 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
     bench = Benches(args.model, args.workload, c.names_arg(args.engines), args.reps, args.warmup, args.threads)
     kind, amoeba_bias_modules = ck.kind, ck.strategy.bias_modules
     mode, n_pareto = amoeba_shapes(args.amoeba_shapes)
-    settings = {"model_sha256": sha, "checkpoint_sha256": ck.checkpoint_sha256, "amoeba_shapes": args.amoeba_shapes, "depths": depths,
+    settings = {**c.eval_settings(args, sha), "checkpoint_sha256": ck.checkpoint_sha256, "amoeba_shapes": args.amoeba_shapes, "depths": depths,
                 "width_ladder": list(c.widths_arg(args.width_ladder)),
                 "calibration": {"file": str(calib_path), "window": args.calib_window, "windows": args.calib_windows},
                 "eval": suite.describe(), "latency": bench.settings(), "seed": args.seed}

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
 
     one_for_all = {"kind": ck.kind, "steps": ck.meta.get("step"), "tokens_seen": ck.meta.get("tokens_seen"),
                    "shapes_per_step": (ck.meta.get("training") or {}).get("shapes_per_step")}
-    settings = {"model_sha256": sha, "checkpoint_sha256": ck.checkpoint_sha256, "targets": targets, "tolerance": args.tolerance,
+    settings = {**c.eval_settings(args, sha), "checkpoint_sha256": ck.checkpoint_sha256, "targets": targets, "tolerance": args.tolerance,
                 "width_ladder": list(c.widths_arg(args.width_ladder)), "min_layers": min_layers, "lora": lcfg.to_dict(),
                 "calibration": {"file": str(calib_path), "window": args.calib_window, "windows": args.calib_windows},
                 "eval": suite.describe(), "seed": args.seed, "finetune": not args.no_finetune}
