@@ -55,6 +55,8 @@ from common_eval import (  # noqa: E402
     strategy_diff,
     train_checkpoint,
 )
+from mc_common import DEFAULT_TASKS as MC_TASKS  # noqa: E402
+from mc_common import MCSettings, load_items, mc_eval, paired_mc_diff  # noqa: E402
 
 from core.errors import ConfigError  # noqa: E402
 from core.finetune.config import FinetuneConfig  # noqa: E402
@@ -228,6 +230,20 @@ def summarize(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 d = None if name == "full" else paired_nll_diff(entries[name]["results"], entries["full"]["results"], ds)
                 if d is not None:
                     out[ds][name] |= {"vs_full_nll": d[0], "vs_full_nll_se": d[1], "beyond_2se": abs(d[0]) > 2 * d[1]}
+    mc = {name: {k: r["mc"] for k, r in e["results"].items() if "mc" in r} for name, e in entries.items() if e.get("results")}
+    mc = {n: v for n, v in mc.items() if v}
+    if mc:
+        out["mc"] = {}
+        for name, by_shape in mc.items():
+            row: dict[str, Any] = {"mean_acc_norm": statistics.fmean(r["mean_acc_norm"] for r in by_shape.values()), "shapes": sorted(by_shape)}
+            full = mc.get("full", {})
+            if name != "full" and set(full) == set(by_shape):
+                ds = [paired_mc_diff(by_shape[k], full[k]) for k in by_shape]
+                if all(d is not None for d in ds):
+                    diff = statistics.fmean(d[0] for d in ds if d)
+                    se = math.sqrt(sum(d[1] ** 2 for d in ds if d)) / len(ds)  # shapes treated as independent (conservative)
+                    row |= {"vs_full_acc_norm": diff, "vs_full_acc_norm_se": se, "beyond_2se": abs(diff) > 2 * se}
+            out["mc"][name] = row
     return out
 
 
@@ -253,8 +269,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--force", action="store_true", help="retrain the selected variants from scratch (their run dirs and checkpoints are deleted)")
     ap.add_argument("--shapes", default=None, help="comma-separated shape keys to evaluate (default: largest, smallest and --between)")
     ap.add_argument("--between", type=int, default=3)
+    ap.add_argument("--mc-shapes", default="", help="shapes that also get multiple choice (comma-separated keys; default none)")
+    ap.add_argument("--mc-tasks", default=",".join(MC_TASKS), help="multiple-choice tasks")
+    ap.add_argument("--mc-limit", type=int, default=500, help="items per task (seeded)")
+    ap.add_argument("--mc-seed", type=int, default=0, help="seed of the item subsets")
     add_common_args(ap, ROOT / "bench" / "results" / "stage2_ablation.json")
     return ap.parse_args(argv)
+
+
+def mc_settings(a: argparse.Namespace, space: ShapeSpace, batch_size: int) -> MCSettings:
+    """The multiple-choice part of the protocol (``--mc-*``; shapes validated against the strategy's space)."""
+    shapes = tuple(space.validate(k.strip()).key for k in a.mc_shapes.split(",") if k.strip())
+    tasks = tuple(t.strip() for t in a.mc_tasks.split(",") if t.strip())
+    return MCSettings(shapes=shapes, tasks=tasks, limit=3 if a.tiny else a.mc_limit, seed=a.mc_seed, batch_size=batch_size)
 
 
 def resolve_budget(a: argparse.Namespace) -> tuple[Budget, str]:
@@ -315,6 +342,8 @@ def variant_command(a: argparse.Namespace, s: Setup, budget: Budget, settings: E
     if name == "full":
         args += ["--default-checkpoint", str(a.default_checkpoint)]
     args += budget_args(budget) + ["--variants", name, "--shapes", ",".join(x.key for x in shapes)] + eval_args(settings)
+    if a.mc_shapes:
+        args += ["--mc-shapes", a.mc_shapes, "--mc-tasks", a.mc_tasks, "--mc-limit", str(a.mc_limit), "--mc-seed", str(a.mc_seed)]
     args += ["--checkpoint-every", str(a.checkpoint_every), "--eval-every", str(a.eval_every), "--threads", str(a.threads), "--out", str(a.out)]
     if a.max_minutes is not None:
         args += ["--max-minutes", repr(a.max_minutes)]
@@ -354,12 +383,43 @@ def train_or_reuse(v: Variant, cfg: FinetuneConfig, s: Setup, strategy: Any, bas
     return {"status": "trained", "checkpoint": str(out), "train": train, **reuse}
 
 
-def evaluate_checkpoint(path: Path, base: Path, shapes: list[SubnetSpec], streams: dict[str, Stream], batch_size: int, bar: Any, label: str) -> dict[str, Any]:
+def evaluate_checkpoint(path: Path, base: Path, shapes: list[SubnetSpec], streams: dict[str, Stream], batch_size: int, bar: Any, label: str,
+                        mc: MCTask | None = None) -> dict[str, Any]:
     from core.checkpoint import open_checkpoint
 
     ck = open_checkpoint(path, base_dir=base)
     results = eval_shapes(ck.elastic, shapes, streams, batch_size, on_shape=advance_bar(bar, f"eval {label}", len(shapes)))
+    if mc is not None:
+        add_mc(ck.elastic, results, mc, bar, label)
     return {"checkpoint_sha256": ck.checkpoint_sha256, "step": ck.meta.get("step"), "tokens_seen": ck.meta.get("tokens_seen"), "results": results}
+
+
+@dataclass
+class MCTask:
+    """What ``add_mc`` needs: the settings, the loaded items, the tokenizer and the model context."""
+
+    settings: MCSettings
+    items: dict[str, list[Any]]
+    tokenizer: Any
+    max_len: int
+
+
+def add_mc(model: Any, results: dict[str, dict[str, Any]], mc: MCTask, bar: Any, label: str) -> None:
+    """Multiple choice at every ``mc.settings.shapes`` shape of ``model`` (an ``ElasticModel``), into ``results[shape]["mc"]``."""
+    advance = advance_bar(bar, f"multiple choice {label}", len(mc.settings.shapes))
+    for key in mc.settings.shapes:
+        spec = model.set_shape(key)
+        results[key]["mc"] = mc_eval(model, mc.tokenizer, mc.items, mc.max_len, mc.settings.batch_size)
+        advance(spec)
+
+
+def previous_reference(out: Path, settings_doc: dict[str, Any]) -> dict[str, Any]:
+    """The reference entry of an earlier run written to ``out`` with identical settings (not evaluated again)."""
+    try:
+        doc = json.loads(out.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return dict(doc.get("reference") or {}) if doc.get("settings") == json.loads(json.dumps(settings_doc)) else {}
 
 
 def previous_variants(out: Path, settings_doc: dict[str, Any]) -> dict[str, Any]:
@@ -393,13 +453,20 @@ def run(a: argparse.Namespace, argv: list[str], work: Path) -> dict[str, Any]:
     hf, info = load_base_model(s.base)
     strategy.check_model(info, base_sha)
     shapes = [strategy.space.validate(k.strip()) for k in a.shapes.split(",") if k.strip()] if a.shapes else ablation_shapes(strategy.space, a.between)
-    streams = load_streams(load_tokenizer(s.base), s.wikitext, s.heldout, settings, info.max_position_embeddings)
+    tokenizer = load_tokenizer(s.base)
+    streams = load_streams(tokenizer, s.wikitext, s.heldout, settings, info.max_position_embeddings)
+    mcs = mc_settings(a, strategy.space, settings.batch_size)
+    mc = None
+    if mcs.shapes:
+        from core.data.paths import FIXTURES_DIR, data_dir
+
+        mc = MCTask(mcs, load_items(mcs, FIXTURES_DIR / "eval" / "data" if a.tiny else data_dir(a.data_dir)), tokenizer, info.max_position_embeddings)
     settings_doc = {"base_sha256": base_sha, "strategy": str(s.strategy_dir), "budget": budget.to_dict(),
                     "tokens_per_variant": budget.max_steps * budget.batch_size * budget.seq_len,
                     "eval": {**settings.to_dict(), "window_used": next(iter(streams.values())).window, "defaults": DEFAULT_EVAL.to_dict()},
-                    "shapes": [x.key for x in shapes], "datasets": {k: st.describe() for k, st in streams.items()}}
+                    "shapes": [x.key for x in shapes], "datasets": {k: st.describe() for k, st in streams.items()}, "mc": mcs.to_dict()}
     variants = previous_variants(a.out, settings_doc)
-    reference: dict[str, Any] = {}
+    reference: dict[str, Any] = previous_reference(a.out, settings_doc)
 
     def document(complete: bool) -> dict[str, Any]:
         evaluated = {"reference": reference, **{k: v for k, v in variants.items() if v.get("results")}}
@@ -408,8 +475,12 @@ def run(a: argparse.Namespace, argv: list[str], work: Path) -> dict[str, Any]:
                 "settings": settings_doc, "reference": reference, "variants": variants, "summary": summarize(evaluated)}
 
     with progress() as bar:
-        reference.update(description="base + strategy, no fine-tuning", results=eval_shapes(
-            ElasticModel(hf, strategy).eval(), shapes, streams, settings.batch_size, on_shape=advance_bar(bar, "eval reference", len(shapes))))
+        if not reference:  # the untuned reference, once per settings (kept in --out like the variants)
+            ref_model = ElasticModel(hf, strategy).eval()
+            results = eval_shapes(ref_model, shapes, streams, settings.batch_size, on_shape=advance_bar(bar, "eval reference", len(shapes)))
+            if mc is not None:
+                add_mc(ref_model, results, mc, bar, "reference")
+            reference.update(description="base + strategy, no fine-tuning", results=results)
         del hf
         for name in names:
             v = VARIANTS[name]
@@ -420,7 +491,7 @@ def run(a: argparse.Namespace, argv: list[str], work: Path) -> dict[str, Any]:
                                      "command": variant_command(a, s, budget, settings, shapes, name)}
             entry.update(train_or_reuse(v, cfg, s, strategy, base_sha, a, bar))
             if "checkpoint" in entry:
-                entry.update(evaluate_checkpoint(Path(entry["checkpoint"]), s.base, shapes, streams, settings.batch_size, bar, name))
+                entry.update(evaluate_checkpoint(Path(entry["checkpoint"]), s.base, shapes, streams, settings.batch_size, bar, name, mc))
             variants[name] = entry
             save_json(a.out, document(complete=False))  # hours of training: keep what is done on disk
     return document(complete=True)

@@ -172,6 +172,13 @@ def ablation(doc: dict[str, Any]) -> str:
         summ = doc["summary"][data]
         body.append(["geo. mean", *(_vs_full(summ[n]) if n != "full" else _f(summ[n]["geo_mean_ppl"]) for n in names)])
         out.append(f"**{title} perplexity**\n\n" + _table(["shape", *names], body))
+    if doc["summary"].get("mc"):
+        body = []
+        for n, r in doc["summary"]["mc"].items():
+            vs = "–" if "vs_full_acc_norm" not in r else f"{r['vs_full_acc_norm']:+.3f} ± {r['vs_full_acc_norm_se']:.3f}"
+            body.append([n, f"{r['mean_acc_norm']:.3f}", f"**{vs}**" if r.get("beyond_2se") else vs, ", ".join(r["shapes"])])
+        out.append("**Multiple choice** (mean acc_norm over the tasks and the shapes; change against `full` paired item by item)\n\n"
+                   + _table(["variant", "mean acc_norm", "vs full", "shapes"], body))
     out.append("Geo. mean row: change against `full`; ± one standard error of that change, paired over the same windows "
                "(per window, the NLL difference averaged over the shapes); bold when it exceeds two standard errors.")
     return "\n\n".join(out)

@@ -238,3 +238,42 @@ def _render() -> Any:
     from bench.paper import render
 
     return render
+
+
+def test_ablation_multiple_choice_is_paired_item_by_item(work: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ablation-mc.json"
+    own = tmp_path / "work"  # its own variant checkpoints: the module's work dir holds other budgets by now
+    own.mkdir()
+    shutil.copytree(work / "tiny", own / "tiny")
+    args = ["--tiny", "--work-dir", str(own), "--variants", "full,lora", "--mc-shapes", "L4-a1-f1,L2-a0.5-f0.5", "--mc-tasks", "winogrande,arc_easy",
+            "--out", str(out)]
+    assert stage2_ablation.main(args) == 0
+    doc = load(out)
+    assert doc["settings"]["mc"]["shapes"] == ["L4-a1-f1", "L2-a0.5-f0.5"] and doc["settings"]["mc"]["limit"] == 3
+    for name in ("full", "lora"):
+        for key in ("L4-a1-f1", "L2-a0.5-f0.5"):
+            mc = doc["variants"][name]["results"][key]["mc"]
+            assert set(mc["tasks"]) == {"winogrande", "arc_easy"} and all(len(t["hits_norm"]) == 3 for t in mc["tasks"].values())
+            assert mc["mean_acc_norm"] == pytest.approx(sum(t["acc_norm"] for t in mc["tasks"].values()) / 2)
+        assert "mc" not in doc["variants"][name]["results"]["L3-a0.75-f0.75"]
+    assert "mc" in doc["reference"]["results"]["L4-a1-f1"]
+    row = doc["summary"]["mc"]["lora"]
+    from mc_common import paired_mc_diff
+
+    ds = [paired_mc_diff(doc["variants"]["lora"]["results"][k]["mc"], doc["variants"]["full"]["results"][k]["mc"]) for k in row["shapes"]]
+    assert row["vs_full_acc_norm"] == pytest.approx(sum(d[0] for d in ds) / 2)
+    assert row["beyond_2se"] == (abs(row["vs_full_acc_norm"]) > 2 * row["vs_full_acc_norm_se"])
+    md = _render().ablation(doc)
+    assert "**Multiple choice**" in md and "| lora |" in md
+    again = stage2_ablation.main(args)  # the reference and both variants come from --out: nothing is scored again
+    assert again == 0 and load(out)["reference"] == doc["reference"]
+
+
+def test_paired_mc_difference_is_tighter_than_the_accuracies() -> None:
+    from mc_common import paired_mc_diff
+
+    a = {"tasks": {"t": {"hits_norm": "1101101101" * 10}}}
+    b = {"tasks": {"t": {"hits_norm": "1101101100" * 10}}}  # one item in ten differs
+    d, se = paired_mc_diff(a, b)
+    assert d == pytest.approx(0.1) and se == pytest.approx(math.sqrt(0.09 * 100 / 99 / 100))
+    assert paired_mc_diff(a, {"tasks": {"t": {"hits_norm": "1"}}}) is None and paired_mc_diff(a, {"tasks": {}}) is None
