@@ -332,14 +332,18 @@ class EvalSuite:
     def evaluate(self, logits_fn: LogitsFn, *, tasks: bool = True) -> dict[str, Any]:
         """Perplexity of every stream (``perplexities``) and (``tasks``) every task's acc / acc_norm, with the mean
         over tasks and its standard error."""
-        from core.eval.multiple_choice import evaluate_items
+        from core.eval.multiple_choice import score_items, summarize
 
         t0 = time.perf_counter()
         out = self.perplexities(logits_fn)
         if tasks and self.items:
-            res = {t: evaluate_items(t, logits_fn, self.tokenizer, its, self.max_len, batch_size=self.batch_size) for t, its in self.items.items()}
-            out["tasks"] = {t: {"acc": r.acc, "acc_norm": r.acc_norm, "acc_norm_stderr": r.acc_norm_stderr, "n": r.n, "chance": r.chance}
-                            for t, r in res.items()}
+            res, hits = {}, {}
+            for t, its in self.items.items():
+                scores = score_items(logits_fn, self.tokenizer, its, self.max_len, batch_size=self.batch_size)
+                res[t] = summarize(t, scores, its)
+                hits[t] = "".join("1" if s.pred_norm == s.gold else "0" for s in scores)  # per item, for paired comparisons
+            out["tasks"] = {t: {"acc": r.acc, "acc_norm": r.acc_norm, "acc_norm_stderr": r.acc_norm_stderr, "n": r.n, "chance": r.chance,
+                                "hits_norm": hits[t]} for t, r in res.items()}
             out["mc_mean_acc_norm"] = float(np.mean([r.acc_norm for r in res.values()]))
             # tasks are independent samples: se(mean) = sqrt(sum se_t^2) / T
             out["mc_mean_acc_norm_stderr"] = float(np.sqrt(sum(r.acc_norm_stderr**2 for r in res.values())) / len(res))

@@ -39,14 +39,29 @@ def paired_se(a: Sequence[float], b: Sequence[float]) -> float | None:
     return math.sqrt(sum((x - mu) ** 2 for x in d) / (len(d) - 1) / len(d))
 
 
+def paired_mc_se(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+    """Standard error of the mean-acc_norm difference, paired item by item (``hits_norm`` of both on the same items)."""
+    ta, tb = a.get("tasks") or {}, b.get("tasks") or {}
+    if not ta or set(ta) != set(tb):
+        return None
+    var = 0.0
+    for t in ta:
+        ha, hb = ta[t].get("hits_norm", ""), tb[t].get("hits_norm", "")
+        if len(ha) != len(hb) or len(ha) < 2:
+            return None
+        d = [int(x) - int(y) for x, y in zip(ha, hb, strict=True)]
+        mu = sum(d) / len(d)
+        var += sum((x - mu) ** 2 for x in d) / (len(d) - 1) / len(d)
+    return math.sqrt(var) / len(ta)
+
+
 def clear_winner(evs: dict[str, dict[str, Any]], measure: str) -> str | None:
     """The name whose ``measure`` beats every other by more than two standard errors, else ``None`` (entries equal
     to the best one, the same subnet reached by two methods, are not competitors).
 
     ``measure``: a perplexity stream (``wikitext2``, ``book``; lower NLL is better; paired over its windows, the
-    unpaired NLL standard errors when windows are missing) or ``mc`` (mean acc_norm, higher is better; tasks and
-    items are shared, but per-item results are not stored, so the unpaired ``sqrt(se1² + se2²)`` is used, which
-    is conservative)."""
+    unpaired NLL standard errors when windows are missing) or ``mc`` (mean acc_norm, higher is better; paired item
+    by item when both kept ``hits_norm``, else the unpaired ``sqrt(se1² + se2²)``, which is conservative)."""
     def value(e: dict[str, Any]) -> float | None:
         return e.get("mc_mean_acc_norm") if measure == "mc" else e.get(measure, {}).get("nll")
 
@@ -59,8 +74,10 @@ def clear_winner(evs: dict[str, dict[str, Any]], measure: str) -> str | None:
         if n == best or e == have[best]:  # the same subnet chosen by two methods: not a competitor
             continue
         if measure == "mc":
+            se = paired_mc_se(have[best], e)
             s1, s2 = have[best].get("mc_mean_acc_norm_stderr"), e.get("mc_mean_acc_norm_stderr")
-            se = None if s1 is None or s2 is None else math.sqrt(s1**2 + s2**2)
+            if se is None and s1 is not None and s2 is not None:
+                se = math.sqrt(s1**2 + s2**2)
         else:
             a, b = have[best][measure], e[measure]
             se = paired_se(a.get("window_nll", []), b.get("window_nll", []))
@@ -102,7 +119,8 @@ def table3(doc: dict[str, Any]) -> str:
         out.append(f"**{d} of {doc['num_layers']} layers kept**\n\n"
                    + _table(["method", "removed layers", "WikiText-2 ppl", "books ppl", "calibration ppl", "mean acc_norm"], body))
     out.append("Bold: better than every other method at that depth by more than two standard errors (perplexity: paired over "
-               "the same windows; accuracy: unpaired). ± on perplexity: one standard error of the mean NLL, as a factor.")
+               "the same windows; accuracy: paired item by item where the rows kept per-item hits, else unpaired). ± on perplexity: "
+               "one standard error of the mean NLL, as a factor.")
     return "\n\n".join(out)
 
 
@@ -128,7 +146,7 @@ def table1(doc: dict[str, Any]) -> str:
     if chance is not None:
         out.append(f"Mean chance level over the tasks: {chance:.3f}.")
     out.append("Bold: better than every other row of its block by more than two standard errors (perplexity: paired over the "
-               "same windows; accuracy: unpaired).")
+               "same windows; accuracy: paired item by item where both rows kept per-item hits, else unpaired).")
     return "\n\n".join(out)
 
 

@@ -366,3 +366,18 @@ def test_table1_reuses_table3_evaluations_of_the_same_pruned_subnet(env: dict[st
     row = next(r for r in doc["rows"] if r["key"] == "ppl-block|0.5|pruned")
     assert row["shape"] == "L2-a1-f1" and row["eval_reused"] is True
     assert row["eval"]["wikitext2"] == t3["methods"]["ppl-block"]["depths"]["2"]["wikitext2"]
+
+
+def test_render_pairs_multiple_choice_item_by_item_when_hits_are_kept() -> None:
+    render = _script("render")
+
+    def ev(hits: str) -> dict[str, Any]:
+        acc = hits.count("1") / len(hits)
+        return {"mc_mean_acc_norm": acc, "mc_mean_acc_norm_stderr": math.sqrt(acc * (1 - acc) / len(hits)),
+                "tasks": {"t": {"hits_norm": hits}}}
+
+    a, b = ev("1" * 60 + "0" * 40), ev("1" * 52 + "0" * 48)  # b misses 8 of a's hits and nothing else
+    assert render.paired_mc_se(a, b) == pytest.approx(math.sqrt(0.08 * 0.92 * 100 / 99 / 100))
+    assert render.clear_winner({"a": a, "b": b}, "mc") == "a"  # paired: 0.08 > 2 × 0.027; unpaired (2 × 0.070) it would not be
+    del a["tasks"]
+    assert render.clear_winner({"a": a, "b": b}, "mc") is None
