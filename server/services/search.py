@@ -16,6 +16,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +139,8 @@ class SearchService:
         self._uid_prefix = uuid.uuid4().hex[:16]
         self._uid_counter = itertools.count(1)
         self._resolved: dict[tuple[str, str, str], tuple[Resolved, float]] = {}
+        #: seconds, monotonic: when resolutions expire (a test replaces it to step time instead of sleeping)
+        self.clock: Callable[[], float] = time.monotonic
         self._refreshing: set[tuple[str, str, str]] = set()
 
     def invalidate(self) -> None:
@@ -164,7 +167,7 @@ class SearchService:
         hit = self._resolved.get(key)
         if hit is None:
             return None
-        if hit[1] > time.monotonic():
+        if hit[1] > self.clock():
             return hit[0]
         with self._lock:  # expired: one request refreshes it, the others keep the previous one meanwhile (no stampede)
             if key in self._refreshing:
@@ -181,7 +184,7 @@ class SearchService:
             if hit is None:
                 self._resolved.pop(key, None)  # e.g. a newer profile without its fit yet: nobody keeps the old one
             elif self.settings.resolve_ttl_s > 0:
-                self._resolved[key] = (hit, time.monotonic() + self.settings.resolve_ttl_s)
+                self._resolved[key] = (hit, self.clock() + self.settings.resolve_ttl_s)
         finally:
             self._refreshing.discard(key)
         if hit is not None:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -149,31 +150,39 @@ def test_busy_rule_spread_and_settings_validation() -> None:
             MeasureSettings(**bad)  # type: ignore[arg-type]
 
 
-class SleepRunner:
-    """Prefill costs 20 ms, each decode step 5 ms (sleeps: wall time without CPU)."""
+class SteppedRunner:
+    """Prefill costs 20 ms, each decode step 5 ms, on a stepped clock (no sleeping: a loaded machine cannot stretch
+    it, which made the sleeping version of this test fail under load)."""
 
     def __init__(self) -> None:
         self.calls = {"prefill": 0, "decode": 0}
+        self.now_s = 100.0
+
+    def clock(self) -> float:
+        return self.now_s
 
     def prefill(self) -> int:
         self.calls["prefill"] += 1
-        time.sleep(0.02)
+        self.now_s += 0.02
         return 0
 
     def decode(self, state: int) -> int:
         self.calls["decode"] += 1
-        time.sleep(0.005)
+        self.now_s += 0.005
         return state + 1
 
     def sync(self) -> None:
         pass
 
 
-def test_one_generation_times_prefill_and_decode() -> None:
-    r = SleepRunner()
+def test_one_generation_times_prefill_and_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    import profilers.timing as timing
+
+    r = SteppedRunner()
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=r.clock))  # only this module's clock
     ttft, tpot = one_generation(r, 5)
     assert r.calls == {"prefill": 1, "decode": 4}
-    assert 19 < ttft < 40 and 4.5 < tpot < 12
+    assert ttft == pytest.approx(20.0) and tpot == pytest.approx(5.0)
 
 
 def test_monitor_sees_our_own_work_as_not_contention_and_facts_are_read() -> None:

@@ -74,11 +74,11 @@ def test_index_is_rebuilt_for_a_new_fit(full_client: Any) -> None:
 def test_resolution_cache_refreshes_once_and_follows_a_new_profile(full_client: Any) -> None:
     """An expired resolution is refreshed by one request while the others keep it; a newer profile without its fit
     (uploaded by another process: no local invalidation) drops it at the next refresh."""
-    import time as _time
-
     c = full_client
     state = c.app.state.amoeba
-    state.settings = state.search.settings = state.settings.model_copy(update={"resolve_ttl_s": 0.05})
+    state.settings = state.search.settings = state.settings.model_copy(update={"resolve_ttl_s": 60.0})
+    now = [1000.0]
+    state.search.clock = lambda: now[0]  # time is stepped, not slept: a loaded machine cannot expire it early
     token = register(c)
     assert c.post("/v1/devices/dev1/profiles", json=make_table(), headers={"Authorization": f"Bearer {token}"}).status_code == 201
     q = {"device": "dev1", "engine": "torch", "workload": "b1-p16-g8", "budget": {"latency_ms": 2.5}}
@@ -86,7 +86,9 @@ def test_resolution_cache_refreshes_once_and_follows_a_new_profile(full_client: 
         assert state.worker.drain() > 0
     svc = state.search
     assert svc.cached_resolution("dev1", "torch", "b1-p16-g8") is not None
-    _time.sleep(0.06)
+    now[0] += 59.0
+    assert svc.cached_resolution("dev1", "torch", "b1-p16-g8") is not None  # still inside the TTL
+    now[0] += 2.0
     assert svc.cached_resolution("dev1", "torch", "b1-p16-g8") is None  # this caller refreshes ...
     assert svc.cached_resolution("dev1", "torch", "b1-p16-g8") is not None  # ... the others keep the previous one
     svc.resolve("dev1", "torch", "b1-p16-g8")
@@ -96,7 +98,7 @@ def test_resolution_cache_refreshes_once_and_follows_a_new_profile(full_client: 
     with state.db.session() as s:  # another process stores a newer table: no invalidation here
         dev = s.query(Device).one()
         ingest_profile(s, dev, make_table(base_ms=3.0), state.runtime.identity())
-    _time.sleep(0.06)
+    now[0] += 61.0
     r = c.post("/v1/search", json=q)
     assert r.status_code == 503 and "fitted" in r.json()["detail"]  # never the old fit once the refresh saw the new profile
     assert c.post("/v1/search", json=q).status_code == 503
