@@ -139,11 +139,12 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
             k = f"{name}:{d}"
             if not done.have(k):
                 twin = by_fp.get(fp)
+                kept_d = list(st.kept_layers(d))
                 if twin is None:
                     c.log(f"{name}: depth {d}")
-                    done.add({"key": k, "fingerprint": fp, "same_subnet_as": None, "eval": evaluate(suite, sem, args, calib)})
+                    done.add({"key": k, "fingerprint": fp, "kept": kept_d, "same_subnet_as": None, "eval": evaluate(suite, sem, args, calib)})
                 else:
-                    done.add({"key": k, "fingerprint": fp, "same_subnet_as": twin["key"].split(":")[0], "eval": twin["eval"]})
+                    done.add({"key": k, "fingerprint": fp, "kept": kept_d, "same_subnet_as": twin["key"].split(":")[0], "eval": twin["eval"]})
                 by_fp.setdefault(fp, done.rows[k])
             row = done.rows[k]
             if row["same_subnet_as"] is None and "nll_stderr" not in row["eval"]["wikitext2"]:  # a row from before windows were kept
