@@ -118,6 +118,8 @@ def table3(doc: dict[str, Any]) -> str:
             body.append([m + twin, " ".join(map(str, e["removed"])), *cells])
         out.append(f"**{d} of {doc['num_layers']} layers kept**\n\n"
                    + _table(["method", "removed layers", "WikiText-2 ppl", "books ppl", "calibration ppl", "mean acc_norm"], body))
+    for m, ds in (doc.get("incomplete_methods") or {}).items():
+        out.append(f"Not in this table yet: {m} (finished depths: {', '.join(map(str, ds)) or 'none'}; the run resumes).")
     out.append("Bold: better than every other method at that depth by more than two standard errors (perplexity: paired over "
                "the same windows; accuracy: paired item by item where the rows kept per-item hits, else unpaired). ± on perplexity: "
                "one standard error of the mean NLL, as a factor.")

@@ -46,6 +46,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--strategies-dir", type=Path, default=None,
                     help="every method's strategy is saved here and reused by a rerun (default: <work-dir>/table3/<settings>)")
     ap.add_argument("--fresh", action="store_true", help="recompute everything (default: resume finished rows and strategies)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="evaluate nothing: write the result from the finished rows (methods with a missing depth are listed as incomplete)")
     ap.add_argument("--no-plot", action="store_true", help="skip the PNG")
     ap.add_argument("--out", type=Path, default=c.RESULTS / "paper_table3.json")
     args = ap.parse_args(argv)
@@ -120,6 +122,8 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
     em = ElasticModel(hf)
     em.eval()
     if not done.have("full"):
+        if args.report_only:
+            raise c.DataMissingError(f"--report-only: {done.path} has no finished rows for these settings")
         c.log("full model")
         done.add({"key": "full", "eval": evaluate(suite, em, args, calib)})
     if "nll_stderr" not in done.rows["full"]["eval"]["wikitext2"]:
@@ -127,7 +131,8 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
         done.add(done.rows["full"])
     full = done.rows["full"]["eval"]
     results: dict[str, Any] = {}
-    for name in methods:
+    incomplete = [n for n in methods if args.report_only and not all(done.have(f"{n}:{d}") for d in depths)]
+    for name in [n for n in methods if n not in incomplete]:
         c.log(f"{name}: strategy, then depths {depths}")
         st = strategy_for(name, args, em, m, calib, cfg, store)
         sem = ElasticModel(hf, st).eval()  # shares the wrapped linears with ``em``; one of them is active at a time
@@ -165,7 +170,8 @@ def run(args: argparse.Namespace, record: c.RunRecord) -> dict[str, Any]:
         "model": str(args.model), "model_sha256": sha, "num_layers": L,
         "calibration": {"file": str(calib_path), "window": args.calib_window, "windows": args.calib_windows},
         "eval": suite.describe(), "seed": args.seed, "depths": depths, "baseline_config": cfg.to_dict(), "settings": settings,
-        "full": full, "methods": results,
+        "full": full, "methods": results, "incomplete_methods": {n: sorted(int(k.split(":")[1]) for k in done.rows if k.startswith(f"{n}:"))
+                                                                 for n in incomplete},
         "table": table_rows(results, depths),
     }
 

@@ -253,6 +253,8 @@ def test_table3_resumes_and_reuses_a_stage1_dp(env: dict[str, Path], monkeypatch
         ev = upgraded["methods"]["dp"]["depths"][d]["wikitext2"]
         assert ev["nll_stderr"] == pytest.approx(first["methods"]["dp"]["depths"][d]["wikitext2"]["nll_stderr"]) and ev["nll_stderr"] > 0
     assert upgraded["full"]["book"]["window_nll"] == pytest.approx(first["full"]["book"]["window_nll"])
+    partial = table3.main([*args[:args.index("--methods") + 1], "dp,drop-last,angular", *args[args.index("--methods") + 2:], "--report-only"])
+    assert calls == [] and set(partial["methods"]) == {"dp", "drop-last"} and partial["incomplete_methods"] == {"angular": []}
 
 
 def test_dp_variants_score_every_variant_on_heldout_data(env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
