@@ -40,19 +40,13 @@ def paired_se(a: Sequence[float], b: Sequence[float]) -> float | None:
 
 
 def paired_mc_se(a: dict[str, Any], b: dict[str, Any]) -> float | None:
-    """Standard error of the mean-acc_norm difference, paired item by item (``hits_norm`` of both on the same items)."""
-    ta, tb = a.get("tasks") or {}, b.get("tasks") or {}
-    if not ta or set(ta) != set(tb):
+    """Standard error of the mean-acc_norm difference, paired item by item (``bench.mc_common.paired_mc_diff``)."""
+    from bench.mc_common import paired_mc_diff
+
+    if not a.get("tasks") or not b.get("tasks"):
         return None
-    var = 0.0
-    for t in ta:
-        ha, hb = ta[t].get("hits_norm", ""), tb[t].get("hits_norm", "")
-        if len(ha) != len(hb) or len(ha) < 2:
-            return None
-        d = [int(x) - int(y) for x, y in zip(ha, hb, strict=True)]
-        mu = sum(d) / len(d)
-        var += sum((x - mu) ** 2 for x in d) / (len(d) - 1) / len(d)
-    return math.sqrt(var) / len(ta)
+    d = paired_mc_diff(a, b)
+    return None if d is None else d[1]
 
 
 def clear_winner(evs: dict[str, dict[str, Any]], measure: str) -> str | None:
